@@ -1,0 +1,63 @@
+# CIC data seeding tools. `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+BACKEND ?= eth
+N ?= 100
+DATADIR ?= out
+SEED_ARGS ?=
+VENV := .venv
+PY := $(VENV)/bin/python
+CONTRACTS := .cache/contracts/.fetched
+
+.PHONY: help setup test test-unit seed create record-height import-users import-balance \
+        import-meta verify devnet-up devnet-down devnet-status bench bench-create clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	touch $@
+
+node_modules/.installed: package.json
+	npm install --no-audit --no-fund --silent
+	touch $@
+
+$(CONTRACTS): $(VENV)/.installed devnet/artifacts.py
+	$(PY) -m devnet.artifacts fetch
+
+setup: $(VENV)/.installed node_modules/.installed $(CONTRACTS) ## venv, anvil and contract artifacts (idempotent)
+
+test: setup ## all tests: unit, then integration against a real devnet on free ports
+	$(PY) -m pytest -m "not bench" $(PYTEST_ARGS)
+
+test-unit: setup ## tests that need no services
+	$(PY) -m pytest -m "not integration and not bench" $(PYTEST_ARGS)
+
+devnet-up: setup ## start the local devnet (anvil + CIC contracts; custodial services for BACKEND)
+	$(PY) -m devnet up --backend $(BACKEND)
+
+devnet-down: ## stop what devnet-up started
+	@if [ -x $(PY) ]; then $(PY) -m devnet down; fi
+
+devnet-status: ## show the running devnet
+	$(PY) -m devnet status
+
+create: setup ## step 1: generate N users into DATADIR
+	$(PY) scripts/create_import_users.py --dir $(DATADIR) $(SEED_ARGS) $(N)
+
+seed: setup ## the whole job: devnet if nothing is configured, create, import users and balances, metadata, verify
+	$(PY) -m devnet auto-up --backend $(BACKEND)
+	$(PY) -m cic_seed.pipeline --backend $(BACKEND) --dir $(DATADIR) $(N)
+
+bench-create: setup ## benchmark user generation (100,000 users)
+	$(PY) -m pytest -m bench tests/bench/test_bench_create.py -s $(PYTEST_ARGS)
+
+bench: setup ## benchmark the import path of BACKEND on the devnet
+	$(PY) -m pytest -m bench tests/bench -s -k "$(BACKEND)" $(PYTEST_ARGS)
+
+clean: devnet-down ## remove generated data and caches (not the venv)
+	rm -rf $(DATADIR) .cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Library behind the CIC data seeding scripts: one module per concern."""
