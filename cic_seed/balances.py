@@ -1,0 +1,180 @@
+"""Opening balances: pay each registered user their ``balances.csv`` amount exactly once.
+
+Shared by every backend. The chain says who is registered (``syncer``); the datadir says
+which old user a new address stands for. A journal records each transfer *before* it is
+broadcast (``sent``) and after its receipt (``paid``), and the raw transaction is kept in
+``txs/``, so a run killed at any moment resumes without paying anyone twice:
+a ``sent`` transfer with no receipt is broadcast again from its raw bytes, and only
+paid again if its nonce was taken by another transaction (so it can never be mined).
+"""
+import logging
+import time
+from dataclasses import dataclass, field
+
+from .contracts import TOKEN, function
+from .errors import ChainError, IncompleteRun, WalletError
+from .rpc import RpcError
+from .syncer import registrations
+from .transactions import TX_GAS, WalletNonces, broadcast, succeeded, wait_receipts
+
+log = logging.getLogger(__name__)
+
+BATCH = 500
+
+
+@dataclass
+class PaymentState:
+    paid: set = field(default_factory=set)
+    sent: dict = field(default_factory=dict)  # account -> tx hash, receipt not seen yet
+
+
+def load_state(journal) -> PaymentState:
+    state = PaymentState()
+    for record in journal.records():
+        kind, account = record[0], record[1]
+        if kind == "sent":
+            state.sent[account] = record[2]
+        elif kind == "paid":
+            state.paid.add(account)
+            state.sent.pop(account, None)
+    return state
+
+
+class BalancePayer:
+    """Pays opening balances from one wallet; ``run`` returns when everyone is paid."""
+
+    def __init__(self, network, wallet, datadir, journal, gas_price: int, progress=None):
+        self.network = network
+        self.wallet = wallet
+        self.datadir = datadir
+        self.journal = journal
+        self.gas_price = gas_price
+        self.progress = progress
+        self.nonces = WalletNonces(network.rpc, wallet.address)
+        self.state = PaymentState()
+        self.skipped = {}  # account -> why it cannot be paid
+
+    def resume(self):
+        """Settle transfers a previous run sent but did not see mined."""
+        self.state = load_state(self.journal)
+        if not self.state.sent:
+            return
+        rpc = self.network.rpc
+        hashes = dict(self.state.sent)
+        answers = rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes.values()])
+        lost = []
+        for (account, tx_hash), receipt in zip(hashes.items(), answers):
+            if isinstance(receipt, dict):
+                self._settle(account, tx_hash, receipt)
+            else:
+                lost.append((account, tx_hash))
+        resent = []
+        for account, tx_hash in lost:
+            raw = self.datadir.read_tx(tx_hash)
+            error = broadcast(rpc, [_Raw(raw)])[0] if raw else RpcError(0, "raw transaction missing")
+            if error is None or "known" in error.message.lower():
+                resent.append((account, tx_hash))
+            else:  # never mined and its nonce is gone: it can be paid again
+                log.info("transfer %s for %s was never mined (%s); paying again", tx_hash, account, error.message)
+                del self.state.sent[account]
+        if resent:
+            receipts = wait_receipts(rpc, [h for _, h in resent])
+            for account, tx_hash in resent:
+                self._settle(account, tx_hash, receipts[tx_hash])
+
+    def _settle(self, account, tx_hash, receipt):
+        if not succeeded(receipt):
+            raise ChainError(f"the opening balance transfer {tx_hash} to {account} reverted: does the wallet "
+                             f"{self.wallet.address} hold enough {self.network.token.symbol}?")
+        self.journal.append([("paid", account, tx_hash)])
+        self.state.paid.add(account)
+        self.state.sent.pop(account, None)
+        if self.progress:
+            self.progress.update(1)
+
+    def check_funds(self, remaining_amount: int, remaining_txs: int):
+        """Fail before sending anything if the wallet cannot cover the rest of the run."""
+        rpc = self.network.rpc
+        raw = rpc.eth_calls([(self.network.token.address, function(TOKEN, "balanceOf").hexdata(self.wallet.address))])
+        tokens = function(TOKEN, "balanceOf").decode(raw[0])
+        native = rpc.balances([self.wallet.address])[0]
+        token = self.network.token
+        if not isinstance(tokens, RpcError) and tokens < remaining_amount:
+            raise WalletError(f"wallet {self.wallet.address} holds {tokens / 10**token.decimals:,.6f} {token.symbol} "
+                              f"but the opening balances need {remaining_amount / 10**token.decimals:,.6f}: "
+                              f"send it at least {(remaining_amount - tokens) / 10**token.decimals:,.6f} more")
+        gas_needed = remaining_txs * TX_GAS * self.gas_price
+        if native < gas_needed:
+            raise WalletError(f"wallet {self.wallet.address} holds {native} wei of gas but {remaining_txs} transfers "
+                              f"need up to {gas_needed} wei: send it at least {gas_needed - native} wei")
+
+    def pay(self, users: list):
+        """Pay ``[(account, amount), ...]``: sign and broadcast under the wallet lock, then wait."""
+        zero = [(a, amount) for a, amount in users if amount == 0]
+        if zero:
+            self.journal.append([("paid", a, "-") for a, _ in zero])
+            self.state.paid.update(a for a, _ in zero)
+            if self.progress:
+                self.progress.update(len(zero))
+        users = [(a, amount) for a, amount in users if amount > 0]
+        if not users:
+            return
+        transfer = function(TOKEN, "transfer")
+        with self.nonces.reserve() as next_nonce:
+            txs = [self.wallet.sign(nonce=next_nonce(), gas_price=self.gas_price, gas=TX_GAS,
+                                    to=self.network.token.address, data=transfer.data(account, amount),
+                                    chain_id=self.network.chain_id) for account, amount in users]
+            self.datadir.write_txs(txs)
+            self.journal.append([("sent", account, tx.hash) for (account, _), tx in zip(users, txs)])
+            for (account, _), tx in zip(users, txs):
+                self.state.sent[account] = tx.hash
+            for tx, error in zip(txs, broadcast(self.network.rpc, txs)):
+                if error is not None:
+                    raise ChainError(f"the node refused transfer {tx.hash}: {error.message}")
+        receipts = wait_receipts(self.network.rpc, [tx.hash for tx in txs])
+        for (account, _), tx in zip(users, txs):
+            self._settle(account, tx.hash, receipts[tx.hash])
+
+
+class _Raw:
+    def __init__(self, raw):
+        self.raw = raw
+
+
+def follow_and_pay(payer: BalancePayer, lookup_amount, total_users: int, from_block: int,
+                   follow=False, idle_timeout=60.0):
+    """Scan registrations from ``from_block`` and pay them until all ``total_users`` are paid.
+
+    ``lookup_amount(account)`` gives the opening balance for a new address, or None while the
+    datadir does not know it yet (it is retried on the next poll)."""
+    rpc = payer.network.rpc
+    cursor = from_block
+    waiting = []  # registered accounts the datadir cannot map yet
+    last_progress = time.monotonic()
+    delay = 0.05
+    while True:
+        head = rpc.block_number()
+        found = [r.account for r in registrations(rpc, payer.network.accounts_index, cursor, head)]
+        cursor = head + 1
+        todo, unknown = [], []
+        for account in waiting + found:
+            if account in payer.state.paid or account in payer.state.sent:
+                continue
+            amount = lookup_amount(account)
+            (unknown if amount is None else todo).append((account, amount) if amount is not None else account)
+        waiting = list(dict.fromkeys(unknown))
+        if todo:
+            for start in range(0, len(todo), BATCH):
+                payer.pay(todo[start:start + BATCH])
+            last_progress = time.monotonic()
+            delay = 0.05
+        if len(payer.state.paid) >= total_users and not follow:
+            return
+        if not follow and time.monotonic() - last_progress > idle_timeout:
+            missing = total_users - len(payer.state.paid)
+            raise IncompleteRun(f"{missing} of {total_users} users have no registration on chain after "
+                                f"{idle_timeout:.0f} s of waiting: run import_users.py (it can run at the same time), "
+                                "then run this again; --follow keeps waiting")
+        if not todo:
+            time.sleep(delay)
+            delay = min(delay * 2, 1.0)
