@@ -26,8 +26,8 @@ node_modules/.installed: package.json
 	npm install --no-audit --no-fund --silent
 	touch $@
 
-$(CONTRACTS): $(VENV)/.installed devnet/artifacts.py
-	$(PY) -m devnet.artifacts fetch
+$(CONTRACTS): $(VENV)/.installed cic_seed/artifacts.py
+	$(PY) -m cic_seed.artifacts fetch
 
 setup: $(VENV)/.installed node_modules/.installed $(CONTRACTS) ## venv, anvil and contract artifacts (idempotent)
 
