@@ -6,6 +6,11 @@ BACKEND ?= eth
 N ?= 100
 DATADIR ?= out
 SEED_ARGS ?=
+IMPORT_ARGS ?=
+# sovereign accounts have no custodial key and never dialled USSD
+VERIFY_ARGS_eth := --exclude local_key --exclude ussd
+VERIFY_ARGS_cic_eth := --exclude ussd
+VERIFY_ARGS_cic_ussd :=
 VENV := .venv
 PY := $(VENV)/bin/python
 CONTRACTS := .cache/contracts/.fetched
@@ -49,9 +54,27 @@ devnet-status: ## show the running devnet
 create: setup ## step 1: generate N users into DATADIR
 	$(PY) scripts/create_import_users.py --dir $(DATADIR) $(SEED_ARGS) $(N)
 
-seed: setup ## the whole job: devnet if nothing is configured, create, import users and balances, metadata, verify
+seed: setup ## the whole job on BACKEND: devnet if nothing is configured, then every step below, then verify
 	$(PY) -m devnet auto-up --backend $(BACKEND)
-	$(PY) -m cic_seed.pipeline --backend $(BACKEND) --dir $(DATADIR) $(N)
+	@$(MAKE) --no-print-directory create SEED_ARGS="--keep-existing $(SEED_ARGS)"
+	@$(MAKE) --no-print-directory record-height import-users import-balance import-meta verify
+	@echo "seed: BACKEND=$(BACKEND) N=$(N) DATADIR=$(DATADIR): every verify check passed"
+
+record-height: setup ## step 2: note the block height imports start from (kept on re-runs)
+	$(PY) scripts/record_height.py $(DATADIR)
+
+import-users: setup ## step 3: register the users through BACKEND
+	$(PY) $(BACKEND)/import_users.py $(IMPORT_ARGS) $(DATADIR)
+
+import-balance: setup ## step 3: pay the opening balances (exits when everyone is paid)
+	$(PY) $(BACKEND)/import_balance.py $(DATADIR)
+
+import-meta: setup ## step 4: person records, tags and (not for cic_ussd) phone pointers to cic-meta
+	$(PY) cic_meta/import_meta.py $(DATADIR)
+	$(if $(filter cic_ussd,$(BACKEND)),,$(PY) cic_meta/import_meta_phone.py $(DATADIR))
+
+verify: setup ## step 5: check every user in the network
+	$(PY) scripts/verify.py $(VERIFY_ARGS_$(BACKEND)) $(DATADIR)
 
 bench-create: setup ## benchmark user generation (100,000 users)
 	$(PY) -m pytest -m bench tests/bench/test_bench_create.py -s $(PYTEST_ARGS)
