@@ -30,7 +30,10 @@ class PaymentState:
 
 def load_state(journal) -> PaymentState:
     state = PaymentState()
-    for record in journal.records():
+    for line in journal.lines():
+        record = line.split()
+        if len(record) < 2:
+            continue
         kind, account = record[0], record[1]
         if kind == "sent":
             state.sent[account] = record[2]
@@ -70,7 +73,7 @@ class BalancePayer:
                 lost.append((account, tx_hash))
         resent = []
         for account, tx_hash in lost:
-            raw = self.datadir.read_tx(tx_hash)
+            raw = read_tx(self.datadir, tx_hash)
             error = broadcast(rpc, [_Raw(raw)])[0] if raw else RpcError(0, "raw transaction missing")
             if error is None or "known" in error.message.lower():
                 resent.append((account, tx_hash))
@@ -81,12 +84,13 @@ class BalancePayer:
             receipts = wait_receipts(rpc, [h for _, h in resent])
             for account, tx_hash in resent:
                 self._settle(account, tx_hash, receipts[tx_hash])
+        self.journal.flush()
 
     def _settle(self, account, tx_hash, receipt):
         if not succeeded(receipt):
             raise ChainError(f"the opening balance transfer {tx_hash} to {account} reverted: does the wallet "
                              f"{self.wallet.address} hold enough {self.network.token.symbol}?")
-        self.journal.append([("paid", account, tx_hash)])
+        self.journal.append(f"paid {account} {tx_hash}")
         self.state.paid.add(account)
         self.state.sent.pop(account, None)
         if self.progress:
@@ -112,7 +116,8 @@ class BalancePayer:
         """Pay ``[(account, amount), ...]``: sign and broadcast under the wallet lock, then wait."""
         zero = [(a, amount) for a, amount in users if amount == 0]
         if zero:
-            self.journal.append([("paid", a, "-") for a, _ in zero])
+            for account, _ in zero:
+                self.journal.append(f"paid {account} -")
             self.state.paid.update(a for a, _ in zero)
             if self.progress:
                 self.progress.update(len(zero))
@@ -120,12 +125,15 @@ class BalancePayer:
         if not users:
             return
         transfer = function(TOKEN, "transfer")
+        self.check_funds(sum(amount for _, amount in users), len(users))
         with self.nonces.reserve() as next_nonce:
             txs = [self.wallet.sign(nonce=next_nonce(), gas_price=self.gas_price, gas=TX_GAS,
                                     to=self.network.token.address, data=transfer.data(account, amount),
                                     chain_id=self.network.chain_id) for account, amount in users]
-            self.datadir.write_txs(txs)
-            self.journal.append([("sent", account, tx.hash) for (account, _), tx in zip(users, txs)])
+            for (account, _), tx in zip(users, txs):
+                self.datadir.write_tx(tx.hash, "0x" + tx.raw.hex())
+                self.journal.append(f"sent {account} {tx.hash}")
+            self.journal.flush()  # the intent is on disk before anything can be mined
             for (account, _), tx in zip(users, txs):
                 self.state.sent[account] = tx.hash
             for tx, error in zip(txs, broadcast(self.network.rpc, txs)):
@@ -134,11 +142,20 @@ class BalancePayer:
         receipts = wait_receipts(self.network.rpc, [tx.hash for tx in txs])
         for (account, _), tx in zip(users, txs):
             self._settle(account, tx.hash, receipts[tx.hash])
+        self.journal.flush()
 
 
 class _Raw:
     def __init__(self, raw):
         self.raw = raw
+
+
+def read_tx(datadir, tx_hash) -> bytes | None:
+    """The raw transaction kept in ``txs/<hash>``, or None."""
+    try:
+        return bytes.fromhex((datadir.path / "txs" / tx_hash.lower()).read_text().strip()[2:])
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def follow_and_pay(payer: BalancePayer, lookup_amount, total_users: int, from_block: int,
@@ -178,3 +195,58 @@ def follow_and_pay(payer: BalancePayer, lookup_amount, total_users: int, from_bl
         if not todo:
             time.sleep(delay)
             delay = min(delay * 2, 1.0)
+
+
+def add_balance_args(parser):
+    """The flags every backend's import_balance.py shares."""
+    parser.add_argument("--old-chain-spec", dest="CHAIN_OLD_SPEC", metavar="SPEC",
+                        help="chain spec of the generated addresses (default evm:oldchain:1)")
+    start = parser.add_mutually_exclusive_group()
+    start.add_argument("--offset", type=int, metavar="BLOCK",
+                       help="block to start at (default: the height recorded in the datadir, else 0)")
+    start.add_argument("--head", action="store_true", help="start at the current block (only new registrations)")
+    parser.add_argument("--follow", action="store_true",
+                        help="keep following the chain after every user is paid")
+    parser.add_argument("--idle-timeout", type=float, default=60.0, metavar="S",
+                        help="give up after S seconds without a new registration (default 60)")
+
+
+def run_balances(settings, datadir, args):
+    """Pay every user of ``datadir`` registered on chain; returns the summary line."""
+    from .chainspec import ChainSpec
+    from .height import read_height
+    from .progress import Progress
+    from .registry import connect_from_settings
+    from .signer import load_wallet
+    from .transactions import gas_price
+
+    datadir.require_complete()
+    old_chain = ChainSpec.parse(settings.get("CHAIN_OLD_SPEC", "evm:oldchain:1"))
+    network = connect_from_settings(settings)
+    wallet = load_wallet(settings)
+    skipped = []
+    amounts = datadir.balances(skipped)
+    start = network.rpc.block_number() if args.head else (
+        args.offset if args.offset is not None else (read_height(datadir.path) or 0))
+
+    def lookup_amount(account):
+        path = datadir.new_path(account)
+        if not path.exists():
+            return None
+        return amounts.get(datadir.read_person(path).old_address(old_chain))
+
+    payer = BalancePayer(network, wallet, datadir, datadir.journal("balances"),
+                         gas_price(network.rpc, settings.int("CHAIN_GAS_PRICE")))
+    with payer.journal, Progress(len(amounts), "import_balance") as progress:
+        payer.resume()
+        progress.update(len(payer.state.paid))
+        payer.progress = progress
+        if not payer.state.paid and not payer.state.sent:  # a fresh run: say up front what it all costs
+            payer.check_funds(amounts.total(), amounts.count_nonzero())
+        follow_and_pay(payer, lookup_amount, len(amounts), start, args.follow, args.idle_timeout)
+    if skipped:
+        for error in skipped:
+            log.error("skipped %s", error)
+        raise IncompleteRun(f"{len(skipped)} corrupt balances.csv lines skipped (first: {skipped[0]}): "
+                            "fix them, then run again")
+    return f"import_balance: {len(payer.state.paid)} of {len(amounts)} users paid; {progress.summary()}"

@@ -37,6 +37,11 @@ class Result:
     skipped: bool = False
     failures: list = field(default_factory=list)
 
+    def line(self) -> str:
+        if self.skipped:
+            return f"{self.name:16} skipped"
+        return f"{self.name:16} {'FAIL' if self.failed else 'ok':4} ok {self.ok} failed {self.failed}"
+
     def add(self, users, failures: dict):
         self.failed += len(failures)
         self.ok += len(users) - len(failures)
@@ -138,7 +143,7 @@ def select_checks(include, exclude, skip_custodial, available=None):
     return active
 
 
-def run_checks(ctx, users, active, table=None):
+def run_checks(ctx, users, active, table=None, stop_on_failure=False):
     """Run the active checks over a stream of users; returns one Result per check in the table."""
     table = table or CHECKS
     results = {name: Result(name, skipped=name not in active) for name in table}
@@ -148,8 +153,11 @@ def run_checks(ctx, users, active, table=None):
         if len(chunk) >= CHUNK:
             _run_chunk(ctx, chunk, active, results, table)
             chunk = []
-    if chunk:
-        _run_chunk(ctx, chunk, active, results, table)
+            if stop_on_failure and any(r.failed for r in results.values()):
+                break
+    else:
+        if chunk:
+            _run_chunk(ctx, chunk, active, results, table)
     return list(results.values())
 
 
@@ -157,3 +165,22 @@ def _run_chunk(ctx, chunk, active, results, table):
     for name in active:
         check = table[name][0]
         results[name].add(chunk, check(ctx, chunk))
+
+
+def iter_users(datadir, chain_spec, old_chain, missing: list):
+    """Every generated user with its imported record; users with no import yet go to ``missing``."""
+    balances = datadir.balances()
+    tags = datadir.tags()
+    for old_person in datadir.iter_old():
+        old = old_person.old_address(old_chain)
+        new = datadir.phone_address(old_person.tel, new=True)
+        path = datadir.new_path(new) if new else None
+        if path is None or not path.exists():
+            missing.append(old)
+            continue
+        person = datadir.read_person(path)
+        address = person.address_on(chain_spec)
+        if address is None:
+            missing.append(old)
+            continue
+        yield User(address, old, person.tel, person.serialize(), tags.get(old, ()), balances.get(old, 0))

@@ -1,0 +1,83 @@
+"""Register every generated user with a sovereign wallet of their own (the eth path).
+
+Each user gets a new key (v3 keyfile in DATADIR/keystore), is added to the AccountsIndex by
+the importer wallet (-y), receives a little gas and calls the faucet itself. Safe to re-run
+and to kill: a re-run continues with the same keys and sends nothing twice.
+"""
+import sys
+import time
+
+from cic_seed.cli import add_chain_args, base_parser, print_config, run, settings_from_args, setup_logging
+from cic_seed.datadir import Datadir
+from cic_seed.errors import IncompleteRun, UsageError
+from cic_seed.progress import Progress
+from cic_seed.registry import connect_from_settings
+from cic_seed.signer import load_wallet
+from cic_seed.sovereign import SovereignImporter
+from cic_seed.transactions import TX_GAS, gas_price
+from cic_seed.wallet_checks import require_gas, require_writer
+
+
+def build_parser():
+    parser = base_parser(__doc__.splitlines()[0])
+    add_chain_args(parser)
+    parser.add_argument("--batch-size", type=int, default=500, metavar="N", help="users per batch (default 500)")
+    parser.add_argument("--batch-delay", type=float, default=0.0, metavar="S",
+                        help="seconds to pause between batches (default 0: no pause)")
+    parser.add_argument("--kdf-iterations", dest="KEYSTORE_KDF_ITERATIONS", type=int, metavar="N",
+                        help="pbkdf2 iterations of the users' keyfiles (KEYSTORE_KDF_ITERATIONS)")
+    parser.add_argument("datadir", help="data directory made by create_import_users.py")
+    return parser
+
+
+def chunks(iterable, size):
+    chunk = []
+    for item in iterable:
+        chunk.append(item)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
+    setup_logging(args.verbosity)
+    settings = settings_from_args(args)
+    if args.print_config:
+        print_config(settings)
+        return 0
+    if args.batch_size < 1:
+        raise UsageError("--batch-size must be at least 1")
+    datadir = Datadir(args.datadir)
+    total = datadir.require_complete().get("user_count")
+    network = connect_from_settings(settings)
+    wallet = load_wallet(settings)
+    require_writer(network, wallet)
+    price = gas_price(network.rpc, settings.int("CHAIN_GAS_PRICE"))
+    importer = SovereignImporter(network, wallet, datadir, datadir.journal("eth_import_users"), price,
+                                 settings.int("CHAIN_GAS_GIFT", 0), settings.get("KEYSTORE_PASSWORD", ""),
+                                 settings.int("KEYSTORE_KDF_ITERATIONS", 1024))
+    skipped = []
+    with importer.journal, Progress(total, "import_users") as progress:
+        importer.resume()
+        remaining = (total or 0) - len(importer.done)
+        require_gas(network, wallet, remaining * (importer.gas_gift + 2 * TX_GAS * price), f"{remaining} users")
+        importer.progress = progress
+        progress.update(len(importer.done))
+        for chunk in chunks(datadir.iter_old(skipped), args.batch_size):
+            importer.import_batch(chunk)
+            if args.batch_delay:
+                time.sleep(args.batch_delay)
+    print(f"import_users: {len(importer.done)} users registered; {progress.summary()}")
+    if skipped:
+        for error in skipped:
+            print(f"import_users: skipped {error}", file=sys.stderr)
+        raise IncompleteRun(f"{len(skipped)} corrupt user records skipped (named above): fix or regenerate them, "
+                            "then run again")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run(main))
