@@ -8,7 +8,7 @@ DATADIR ?= out
 SEED_ARGS ?=
 IMPORT_ARGS ?=
 # sovereign accounts have no custodial key and never dialled USSD
-VERIFY_ARGS_eth := --exclude local_key --exclude ussd
+VERIFY_ARGS_eth := --exclude local_key
 VERIFY_ARGS_cic_eth := --exclude ussd
 VERIFY_ARGS_cic_ussd :=
 VENV := .venv

@@ -30,8 +30,7 @@ class PaymentState:
 
 def load_state(journal) -> PaymentState:
     state = PaymentState()
-    for line in journal.lines():
-        record = line.split()
+    for record in journal.records():
         if len(record) < 2:
             continue
         kind, account = record[0], record[1]
@@ -65,15 +64,15 @@ class BalancePayer:
         rpc = self.network.rpc
         hashes = dict(self.state.sent)
         answers = rpc.batch([("eth_getTransactionReceipt", [h]) for h in hashes.values()])
-        lost = []
+        lost, settled = [], []
         for (account, tx_hash), receipt in zip(hashes.items(), answers):
             if isinstance(receipt, dict):
-                self._settle(account, tx_hash, receipt)
+                settled.append((account, tx_hash, receipt))
             else:
                 lost.append((account, tx_hash))
         resent = []
         for account, tx_hash in lost:
-            raw = read_tx(self.datadir, tx_hash)
+            raw = self.datadir.read_tx(tx_hash)
             error = broadcast(rpc, [_Raw(raw)])[0] if raw else RpcError(0, "raw transaction missing")
             if error is None or "known" in error.message.lower():
                 resent.append((account, tx_hash))
@@ -82,19 +81,21 @@ class BalancePayer:
                 del self.state.sent[account]
         if resent:
             receipts = wait_receipts(rpc, [h for _, h in resent])
-            for account, tx_hash in resent:
-                self._settle(account, tx_hash, receipts[tx_hash])
-        self.journal.flush()
+            settled += [(account, tx_hash, receipts[tx_hash]) for account, tx_hash in resent]
+        self._settle_all(settled)
 
-    def _settle(self, account, tx_hash, receipt):
-        if not succeeded(receipt):
-            raise ChainError(f"the opening balance transfer {tx_hash} to {account} reverted: does the wallet "
-                             f"{self.wallet.address} hold enough {self.network.token.symbol}?")
-        self.journal.append(f"paid {account} {tx_hash}")
-        self.state.paid.add(account)
-        self.state.sent.pop(account, None)
+    def _settle_all(self, settled):
+        """Journal mined transfers as paid; a reverted one stops the run."""
+        for account, tx_hash, receipt in settled:
+            if not succeeded(receipt):
+                raise ChainError(f"the opening balance transfer {tx_hash} to {account} reverted: does the wallet "
+                                 f"{self.wallet.address} hold enough {self.network.token.symbol}?")
+        self.journal.append([("paid", account, tx_hash) for account, tx_hash, _ in settled])
+        for account, _, _ in settled:
+            self.state.paid.add(account)
+            self.state.sent.pop(account, None)
         if self.progress:
-            self.progress.update(1)
+            self.progress.update(len(settled))
 
     def check_funds(self, remaining_amount: int, remaining_txs: int):
         """Fail before sending anything if the wallet cannot cover the rest of the run."""
@@ -116,8 +117,7 @@ class BalancePayer:
         """Pay ``[(account, amount), ...]``: sign and broadcast under the wallet lock, then wait."""
         zero = [(a, amount) for a, amount in users if amount == 0]
         if zero:
-            for account, _ in zero:
-                self.journal.append(f"paid {account} -")
+            self.journal.append([("paid", account, "-") for account, _ in zero])
             self.state.paid.update(a for a, _ in zero)
             if self.progress:
                 self.progress.update(len(zero))
@@ -130,32 +130,22 @@ class BalancePayer:
             txs = [self.wallet.sign(nonce=next_nonce(), gas_price=self.gas_price, gas=TX_GAS,
                                     to=self.network.token.address, data=transfer.data(account, amount),
                                     chain_id=self.network.chain_id) for account, amount in users]
-            for (account, _), tx in zip(users, txs):
-                self.datadir.write_tx(tx.hash, "0x" + tx.raw.hex())
-                self.journal.append(f"sent {account} {tx.hash}")
-            self.journal.flush()  # the intent is on disk before anything can be mined
+            self.datadir.write_txs(txs)
+            # the intent is on disk before anything can be mined
+            self.journal.append([("sent", account, tx.hash) for (account, _), tx in zip(users, txs)])
             for (account, _), tx in zip(users, txs):
                 self.state.sent[account] = tx.hash
             for tx, error in zip(txs, broadcast(self.network.rpc, txs)):
                 if error is not None:
                     raise ChainError(f"the node refused transfer {tx.hash}: {error.message}")
         receipts = wait_receipts(self.network.rpc, [tx.hash for tx in txs])
-        for (account, _), tx in zip(users, txs):
-            self._settle(account, tx.hash, receipts[tx.hash])
-        self.journal.flush()
+        self._settle_all([(account, tx.hash, receipts[tx.hash]) for (account, _), tx in zip(users, txs)])
 
 
 class _Raw:
     def __init__(self, raw):
         self.raw = raw
 
-
-def read_tx(datadir, tx_hash) -> bytes | None:
-    """The raw transaction kept in ``txs/<hash>``, or None."""
-    try:
-        return bytes.fromhex((datadir.path / "txs" / tx_hash.lower()).read_text().strip()[2:])
-    except (FileNotFoundError, ValueError):
-        return None
 
 
 def follow_and_pay(payer: BalancePayer, lookup_amount, total_users: int, from_block: int,

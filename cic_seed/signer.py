@@ -16,6 +16,7 @@ import rlp
 from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
 
+from .datadir import atomic_write
 from .errors import WalletError
 
 
@@ -77,16 +78,9 @@ def load_keyfile(path: Path, passphrase: str) -> Signer:
         raise WalletError(f"keyfile {path} is not a v3 keyfile") from None
 
 
-def write_keyfile(path: Path, signer: Signer, password: str, iterations: int) -> None:
-    """Write a v3 keyfile readable by its owner only (0600), atomically."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        json.dump(signer.keyfile_json(password, iterations), f)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+def write_keyfile(path: Path, signer: Signer, password: str, iterations: int, durable: bool = True) -> None:
+    """Write a v3 keyfile readable by its owner only (0600), atomically; ``durable`` also fsyncs it."""
+    atomic_write(path, json.dumps(signer.keyfile_json(password, iterations)), mode=0o600, durable=durable)
 
 
 def wallet_passphrase(settings) -> str:

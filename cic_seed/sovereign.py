@@ -9,6 +9,7 @@ registered accounts are not added again, funded ones get no more gas, and a used
 is not called again. ``done`` is journalled when all three are mined.
 """
 import logging
+import os
 from dataclasses import dataclass
 
 from .contracts import ACCOUNTS_INDEX, FAUCET, function
@@ -49,8 +50,7 @@ class SovereignImporter:
         self.done = set()  # old ADDR
 
     def resume(self):
-        for line in self.journal.lines():
-            kind, old, *rest = line.split()
+        for kind, old, *rest in self.journal.records():
             if kind == "planned":
                 self.planned[old] = rest[0]
             elif kind == "done":
@@ -58,10 +58,13 @@ class SovereignImporter:
 
     def import_batch(self, people: list):
         """Register, fund and faucet one batch of old-chain Persons."""
-        batch = [self._plan(p) for p in people if address_hex(p.old_address()) not in self.done]
+        planned = []
+        batch = [self._plan(p, planned) for p in people if address_hex(p.old_address()) not in self.done]
         if not batch:
             return
-        self.journal.flush()  # the planned keys are on disk before any transaction names them
+        if planned:
+            os.sync()  # keyfiles and new/ records reach the disk before the journal names them
+            self.journal.append(planned)
         rpc = self.network.rpc
         registered = self._read(batch, ACCOUNTS_INDEX, "have", self.network.accounts_index)
         unused_faucet = [t == 0 for t in self._read(batch, FAUCET, "nextTime", self.network.faucet)]
@@ -70,11 +73,9 @@ class SovereignImporter:
         to_fund = [u for u, wei, unused in zip(batch, balances, unused_faucet) if unused and wei < self.gas_gift // 2]
         self._send_from_wallet(to_add, to_fund)
         self._call_faucet([u for u, unused in zip(batch, unused_faucet) if unused])
-        for user in batch:
-            self._finish(user)
-        self.journal.flush()
+        self.journal.append([self._finish(user) for user in batch])
 
-    def _plan(self, person) -> Planned:
+    def _plan(self, person, planned: list) -> Planned:
         old = address_hex(person.old_address())
         known = self.planned.get(old)
         if known:
@@ -83,11 +84,12 @@ class SovereignImporter:
             return Planned(person, load_keyfile(keyfile, self.password))
         signer = Signer.generate()
         self.datadir.keystore_dir.mkdir(parents=True, exist_ok=True)
+        # not fsynced one by one: the batch is synced at once before the journal names it
         write_keyfile(self.datadir.keystore_dir / f"{address_hex(signer.address)}.json", signer, self.password,
-                      self.kdf_iterations)
+                      self.kdf_iterations, durable=False)
         person.add_identity(self.network.chain_spec, signer.address)
         self.datadir.write_new(person, signer.address, queue_meta=False)
-        self.journal.append(f"planned {old} {signer.address}")
+        planned.append(("planned", old, signer.address))
         self.planned[old] = signer.address
         return Planned(person, signer)
 
@@ -106,8 +108,7 @@ class SovereignImporter:
                    for u in to_add]
             txs += [self.wallet.sign(nonce=next_nonce(), gas_price=self.gas_price, gas=21_000, to=u.address,
                                      value=self.gas_gift, chain_id=chain_id) for u in to_fund]
-            for tx in txs:
-                self.datadir.write_tx(tx.hash, "0x" + tx.raw.hex())
+            self.datadir.write_txs(txs)
             send_all(self.network.rpc, txs, "an importer transaction")
         receipts = wait_receipts(self.network.rpc, [tx.hash for tx in txs])
         failed = [tx.hash for tx in txs if not succeeded(receipts[tx.hash])]
@@ -135,11 +136,11 @@ class SovereignImporter:
             raise ChainError(f"{len(failed)} faucet calls reverted (first {tx_hash} from {user.address}): "
                              f"is the faucet {self.network.faucet} funded?")
 
-    def _finish(self, user: Planned):
+    def _finish(self, user: Planned) -> tuple:
         old = address_hex(user.person.old_address())
-        self.datadir.write_new(user.person, user.address)  # now queued for metadata upload
+        self.datadir.queue_person(user.address)
         self.datadir.write_phone(user.person.tel, user.address)
-        self.journal.append(f"done {old} {user.address}")
         self.done.add(old)
         if self.progress:
             self.progress.update(1)
+        return ("done", old, user.address)

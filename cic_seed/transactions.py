@@ -55,27 +55,32 @@ def send_all(rpc: RpcClient, txs: list, what: str) -> None:
 
 
 def wait_receipts(rpc: RpcClient, hashes: list, timeout: float = 120) -> dict:
-    """Poll receipts in batches, backing off, until all are mined; returns hash -> receipt."""
+    """Poll until every transaction is mined; returns hash -> receipt.
+
+    Only the last transaction is polled while it is pending (nodes mine in arrival order, so
+    the earlier ones are then mined too); then all receipts are fetched in one batch."""
     receipts = {}
     pending = list(hashes)
-    delay = 0.005
+    delay = 0.002
     deadline = time.monotonic() + timeout
     while pending:
-        answers = rpc.batch([("eth_getTransactionReceipt", [h]) for h in pending])
-        still = []
-        for h, receipt in zip(pending, answers):
-            if isinstance(receipt, dict):
-                receipts[h] = receipt
-            else:
-                still.append(h)
-        pending = still
-        if not pending:
-            break
+        last = rpc.batch([("eth_getTransactionReceipt", [pending[-1]])])[0]
+        if isinstance(last, dict):
+            answers = rpc.batch([("eth_getTransactionReceipt", [h]) for h in pending[:-1]]) + [last]
+            still = []
+            for h, receipt in zip(pending, answers):
+                if isinstance(receipt, dict):
+                    receipts[h] = receipt
+                else:
+                    still.append(h)
+            pending = still
+            if not pending:
+                break
         if time.monotonic() > deadline:
             raise ChainError(f"{len(pending)} transactions not mined after {timeout:.0f} s (first: {pending[0]}): "
                              "is the node mining?")
         time.sleep(delay)
-        delay = min(delay * 2, 0.5)
+        delay = min(delay * 2, 0.1)
     return receipts
 
 

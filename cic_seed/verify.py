@@ -108,6 +108,15 @@ def check_faucet(ctx, users):
     return {u.address: _reason(a, "faucet not used") for u, a in zip(users, answers) if isinstance(a, RpcError) or a == 0}
 
 
+def check_local_key(ctx, users):
+    """cic-eth holds the key: AdminApi.have_account echoes the address back."""
+    if "cic_eth" not in ctx.clients:
+        from .celery_client import api_from_settings
+        ctx.clients["cic_eth"] = api_from_settings(ctx.settings)
+    answers = ctx.clients["cic_eth"].have_accounts([u.address for u in users], ctx.network.chain_spec)
+    return {u.address: "cic-eth does not hold its key" for u, a in zip(users, answers) if a != u.address}
+
+
 def _reason(answer, default):
     return f"call failed: {answer.message}" if isinstance(answer, RpcError) else str(default)
 
@@ -130,6 +139,7 @@ CHECKS = {
     "balance": (check_balance, False),
     "gas": (check_gas, True),
     "faucet": (check_faucet, True),
+    "local_key": (check_local_key, True),
 }
 
 

@@ -58,7 +58,7 @@ def main(argv=None):
     price = gas_price(network.rpc, settings.int("CHAIN_GAS_PRICE"))
     importer = SovereignImporter(network, wallet, datadir, datadir.journal("eth_import_users"), price,
                                  settings.int("CHAIN_GAS_GIFT", 0), settings.get("KEYSTORE_PASSWORD", ""),
-                                 settings.int("KEYSTORE_KDF_ITERATIONS", 1024))
+                                 settings.int("KEYSTORE_KDF_ITERATIONS", 16))
     skipped = []
     with importer.journal, Progress(total, "import_users") as progress:
         importer.resume()
