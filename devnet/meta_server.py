@@ -1,0 +1,370 @@
+"""A cic-meta compatible metadata server for the devnet (stdlib HTTP, SQLite storage).
+
+Routes (see the cic-meta reference, section 1):
+
+- ``GET /<64 hex>[/]``: the stored document's ``data`` as plain JSON (404 if unknown);
+  with ``X-CIC-AUTOMERGE: client`` the whole document as an Envelope; ``server`` gives 400.
+- ``POST /<ptr>`` + ``X-CIC-AUTOMERGE: server``: body is the new data; answers an Envelope with
+  a top-level ``digest`` to sign and stores nothing. ``PUT`` (same header) ``{"m": <envelope
+  string>, "s": {signature}}`` stores it.
+- ``PUT /<ptr>`` + ``X-CIC-AUTOMERGE: client``: body is an Envelope whose Automerge payload has
+  a root ``signature`` map with a ``digest``.
+- ``POST /`` (or ``/<sha256 of body>``): immutable content, stored under its sha256.
+
+Differences from the 2022 Node server, on purpose: every write REPLACES the document (no
+key-union, no random CRDT winner; a client that PUTs its merged history still gets the merge);
+rewriting a phone pointer works; Content-Length counts bytes; bad input gets a 4xx and never
+a crash or 5xx; bodies above 1 MiB get 413; signatures are stored but not checked (the 2022
+server does not enforce them either). The Automerge subset is described in devnet.meta_automerge.
+"""
+import argparse
+import hashlib
+import json
+import logging
+import re
+import select
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections import OrderedDict
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from .meta_automerge import PayloadError, compact, envelope, load_payload
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PORT = 63380
+MAX_BODY = 1024 * 1024
+POINTER = re.compile(r"^/([0-9a-fA-F]{64})/?$")
+METHODS = ("GET", "PUT", "POST", "OPTIONS")
+OFFERS = 1024  # POST answers remembered for their PUT
+
+
+class BadRequest(Exception):
+    """Input the server refuses; ``status`` is the HTTP answer."""
+
+    def __init__(self, message, status=400):
+        super().__init__(message)
+        self.status = status
+
+
+# --- storage ---
+
+class Store:
+    """SQLite table ``store(hash, content, mime_type)``: documents as JSON text, immutable bytes."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.lock = threading.Lock()
+        self.db = None
+
+    def open(self):
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.execute("CREATE TABLE IF NOT EXISTS store (hash TEXT PRIMARY KEY, content BLOB NOT NULL,"
+                        " mime_type TEXT, updated REAL NOT NULL)")
+        return self
+
+    def close(self):
+        if self.db is not None:
+            self.db.close()
+            self.db = None
+
+    def get(self, pointer):
+        with self.lock:
+            return self.db.execute("SELECT content, mime_type FROM store WHERE hash = ?", (pointer,)).fetchone()
+
+    def put(self, pointer, content, mime_type=None, replace=True):
+        """Store; returns False when ``replace`` is off and the pointer already exists."""
+        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
+        with self.lock:
+            cursor = self.db.execute(f"{verb} INTO store (hash, content, mime_type, updated) VALUES (?, ?, ?, ?)",
+                                     (pointer, content, mime_type, time.time()))
+            return cursor.rowcount > 0
+
+
+# --- HTTP ---
+
+class Handler(BaseHTTPRequestHandler):
+    """One request; the store is ``self.server.store``."""
+
+    protocol_version = "HTTP/1.1"
+    server_version = "devnet-meta/1"
+    timeout = 60
+    drained = False
+    disable_nagle_algorithm = True
+
+    def parse_request(self):
+        ok = super().parse_request()
+        if ok and self.command not in METHODS:
+            self.command = "OTHER"
+        return ok
+
+    def log_message(self, format, *args):
+        logger.debug("%s " + format, self.address_string(), *args)
+
+    def reply(self, status, body=b"", content_type="application/json", extra=""):
+        """Status line, headers and body in ONE write (two small writes cost a GIL round trip)."""
+        if isinstance(body, str):
+            body = body.encode()
+        self.log_request(status)
+        head = (f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\nServer: {self.server_version}\r\n"
+                f"Date: {self.date_time_string()}\r\nContent-Type: {content_type if status < 400 else 'text/plain'}"
+                f"\r\nContent-Length: {len(body)}\r\nAccess-Control-Allow-Origin: *\r\n{extra}")
+        if self.close_connection:
+            head += "Connection: close\r\n"
+        self.wfile.write(head.encode("latin-1") + b"\r\n" + body)
+
+    def dispatch(self, handle):
+        try:
+            handle()
+        except BadRequest as e:
+            logger.info("%s %s: %d %s", self.command, self.path, e.status, e)
+            if e.status in (411, 413) and not self.drained:
+                self.close_connection = True
+            self.reply(e.status, str(e))
+        except Exception:
+            logger.exception("%s %s failed", self.command, self.path)
+            self.reply(500, "internal error")
+
+    def pointer(self):
+        match = POINTER.match(self.path)
+        if not match:
+            raise BadRequest("path must be /<64 hex characters>, no 0x")
+        return match.group(1).lower()
+
+    def body(self):
+        if self.headers.get("Transfer-Encoding"):
+            raise BadRequest("send the body with a Content-Length, not chunked", 411)
+        try:
+            length = int(self.headers.get("Content-Length", ""))
+        except ValueError:
+            raise BadRequest("Content-Length required", 411) from None
+        if length < 0:
+            raise BadRequest("bad Content-Length", 411)
+        if length > MAX_BODY:
+            if length <= 16 * MAX_BODY:  # drain it so the client reads the answer, not a reset
+                while length > 0:
+                    length -= len(self.rfile.read(min(length, 65536)) or b"x" * length)
+                self.drained = True
+            raise BadRequest(f"body larger than {MAX_BODY} bytes", 413)
+        return self.rfile.read(length)
+
+    def json_body(self):
+        try:
+            return json.loads(self.body().decode("utf-8"), parse_constant=_no_constant)
+        except (UnicodeDecodeError, ValueError, RecursionError):
+            raise BadRequest("body is not valid UTF-8 JSON") from None
+
+    def mode(self):
+        return self.headers.get("X-CIC-AUTOMERGE")
+
+    def do_OPTIONS(self):
+        self.reply(200, extra=f"Access-Control-Allow-Methods: {', '.join(METHODS)}\r\n"
+                              "Access-Control-Allow-Headers: Content-Type, X-CIC-AUTOMERGE, Authorization\r\n")
+
+    def do_OTHER(self):
+        self.close_connection = True
+        self.reply(405, "method not allowed")
+
+    def do_GET(self):
+        self.dispatch(self.get)
+
+    def do_PUT(self):
+        self.dispatch(self.put)
+
+    def do_POST(self):
+        self.dispatch(self.post)
+
+    def get(self):
+        pointer, mode = self.pointer(), self.mode()
+        if mode == "server":
+            raise BadRequest("GET has no server merge mode")
+        row = self.server.store.get(pointer)
+        if row is None:
+            return self.reply(404)
+        content, mime_type = row
+        if mime_type is not None:
+            return self.reply(200, bytes(content), mime_type)
+        doc = json.loads(content)
+        if mode == "client":
+            return self.reply(200, compact(envelope(doc)))
+        return self.reply(200, compact(doc.get("data")))
+
+    def put(self):
+        pointer, mode = self.pointer(), self.mode()
+        if mode == "server":
+            body = self.json_body()
+            if not isinstance(body, dict) or not isinstance(body.get("m"), str):
+                raise BadRequest('body must be {"m": <envelope JSON as a string>, "s": {...}}')
+            if not isinstance(body.get("s"), dict):
+                raise BadRequest('missing signature object "s"')
+            root = _load_envelope(body["m"], 400, self.server.recall)
+            if "data" not in root:
+                raise BadRequest("envelope holds no data")
+            doc = {"id": pointer, "timestamp": root.get("timestamp"), "data": root["data"], "signature": body["s"]}
+        elif mode == "client":
+            doc = _load_envelope(self.body(), 403)
+            signature = doc.get("signature")
+            if not isinstance(signature, dict) or "digest" not in signature:
+                raise BadRequest("envelope has no signature digest", 403)
+            doc["id"] = pointer
+        else:
+            raise BadRequest("PUT needs X-CIC-AUTOMERGE: server or client")
+        self.server.store.put(pointer, compact(doc))
+        self.reply(200)
+
+    def post(self):
+        mode = self.mode()
+        if mode == "server":
+            pointer, data = self.pointer(), self.json_body()
+            doc = {"id": pointer, "timestamp": int(time.time()), "data": data}
+            env = envelope(doc)
+            self.server.remember(env["payload"], doc)
+            return self.reply(200, compact(env))
+        if mode not in (None, "immutable"):
+            raise BadRequest("POST needs X-CIC-AUTOMERGE: server, or no header for immutable content")
+        wanted = None if self.path == "/" else self.pointer()
+        content = self.body()
+        digest = hashlib.sha256(content).hexdigest()
+        if wanted is not None and wanted != digest:
+            raise BadRequest("immutable content: the pointer must be the sha256 of the body")
+        mime_type = self.headers.get("Content-Type") or "application/octet-stream"
+        created = self.server.store.put(digest, content, mime_type, replace=False)
+        self.reply(201 if created else 200, digest, "text/plain")
+
+
+def _no_constant(name):
+    raise ValueError(f"{name} is not JSON")
+
+
+def _load_envelope(text, status, recall=None):
+    """The root map of an Envelope's payload; bad input answers ``status``. ``recall`` may
+    know the answer for a payload this server just offered in a POST."""
+    try:
+        env = json.loads(text, parse_constant=_no_constant)
+        if not isinstance(env, dict) or not isinstance(env.get("payload"), str):
+            raise BadRequest("envelope has no payload string", status)
+        known = recall(env["payload"]) if recall is not None else None
+        return known if known is not None else load_payload(env["payload"])
+    except PayloadError as e:
+        raise BadRequest(str(e), status) from None
+    except (ValueError, RecursionError):
+        raise BadRequest("envelope is not valid JSON", status) from None
+
+
+class MetaServer(ThreadingHTTPServer):
+    """The HTTP server; ``serve_forever`` in a thread or via ``main``."""
+
+    daemon_threads = True
+    request_queue_size = 256
+
+    def __init__(self, address, store):
+        self.store = store
+        self.offers = OrderedDict()  # payload -> document, for the PUT that follows a POST
+        self.offers_lock = threading.Lock()
+        super().__init__(address, Handler)
+
+    def remember(self, payload, doc):
+        """Keep what a POST's payload decodes to, so its PUT need not decode it again."""
+        with self.offers_lock:
+            self.offers[payload] = doc
+            if len(self.offers) > OFFERS:
+                self.offers.popitem(last=False)
+
+    def recall(self, payload):
+        """The document of a recently offered payload (once), else None."""
+        with self.offers_lock:
+            return self.offers.pop(payload, None)
+
+    def handle_error(self, request, client_address):
+        logger.debug("connection from %s dropped", client_address, exc_info=True)
+
+    @property
+    def url(self):
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
+
+
+# --- devnet integration ---
+
+def listen_address(settings):
+    """(host, port) from META_URL: localhost binds 127.0.0.1, the port defaults to 63380."""
+    url = urlsplit(settings.get("META_URL", f"http://localhost:{DEFAULT_PORT}"))
+    host = url.hostname or "127.0.0.1"
+    return ("127.0.0.1" if host == "localhost" else host), (url.port or DEFAULT_PORT)
+
+
+def db_path(settings, state_dir) -> Path:
+    """DEVNET_META_DB, else state_dir/meta.sqlite."""
+    return settings.path("DEVNET_META_DB") or Path(state_dir) / "meta.sqlite"
+
+
+def build_command(settings, state_dir) -> list:
+    """The command line that runs this server for the devnet."""
+    host, port = listen_address(settings)
+    return [sys.executable, "-m", "devnet.meta_server", "--host", host, "--port", str(port),
+            "--db", str(db_path(settings, state_dir))]
+
+
+def service(settings, state_dir):
+    """A devnet ``Service`` for this server (started and stopped by the orchestrator)."""
+    from .process import Service
+
+    host, port = listen_address(settings)
+    return Service("meta", build_command(settings, state_dir), Path(state_dir), port, host=host, port_key="META_URL")
+
+
+def spawn(db, host="127.0.0.1", port=0, timeout=15.0, log=None):
+    """Start the server as a child process (tests, benchmarks); returns ``(process, url)`` once
+    it listens. Stop it with ``process.terminate()``."""
+    command = [sys.executable, "-m", "devnet.meta_server", "--host", host, "--port", str(port), "--db", str(db)]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=log or subprocess.DEVNULL, text=True,
+                               cwd=str(Path(__file__).resolve().parent.parent))
+    ready, _, _ = select.select([process.stdout], [], [], timeout)
+    line = process.stdout.readline() if ready else ""
+    if not line.startswith("listening on "):
+        process.kill()
+        process.wait()
+        raise RuntimeError(f"meta server did not start within {timeout}s: {line.strip()!r}")
+    return process, line.split()[-1]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description="cic-meta compatible metadata server (devnet)")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=DEFAULT_PORT, help="0 picks a free port")
+    parser.add_argument("--db", required=True, help="SQLite database file")
+    parser.add_argument("-v", dest="verbosity", action="count", default=0)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=[logging.WARNING, logging.INFO, logging.DEBUG][min(args.verbosity, 2)],
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    store = Store(args.db).open()
+    try:
+        server = MetaServer((args.host, args.port), store)
+    except OSError as e:
+        store.close()
+        print(f"meta_server: cannot listen on {args.host}:{args.port}: {e.strerror}", file=sys.stderr)
+        return 1
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    print(f"listening on {server.url}", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        store.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
