@@ -11,7 +11,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import coincurve
-import eth_keyfile
 import rlp
 from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
@@ -55,6 +54,7 @@ class Signer:
         return SignedTx(raw, "0x" + keccak(raw).hex(), nonce)
 
     def keyfile_json(self, password: str, iterations: int) -> dict:
+        import eth_keyfile  # imported when used: it pulls in py_ecc, over a second of start-up
         return eth_keyfile.create_keyfile_json(self.private_key, password.encode(), kdf="pbkdf2",
                                                iterations=iterations)
 
@@ -70,6 +70,7 @@ def load_keyfile(path: Path, passphrase: str) -> Signer:
         raise WalletError(f"keyfile {path} not found: pass -y/--key-file or set ETH_KEYFILE") from None
     except (OSError, ValueError) as e:
         raise WalletError(f"keyfile {path} is not a v3 keyfile ({e})") from None
+    import eth_keyfile
     try:
         return Signer(eth_keyfile.decode_keyfile_json(data, passphrase.encode()))
     except ValueError:
