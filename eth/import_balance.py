@@ -9,30 +9,16 @@ nobody is paid twice. May run at the same time as import_users.py with the same 
 """
 import sys
 
-from cic_seed.balances import add_balance_args, run_balances
-from cic_seed.cli import (add_chain_args, add_token_arg, base_parser, print_config, run, settings_from_args,
-                          setup_logging)
-from cic_seed.datadir import Datadir
+from cic_seed.balance_cli import balance_main, build_parser as _build_parser
+from cic_seed.cli import run
 
 
 def build_parser():
-    parser = base_parser(__doc__.splitlines()[0])
-    add_chain_args(parser)
-    add_token_arg(parser)
-    add_balance_args(parser)
-    parser.add_argument("datadir", help="data directory made by create_import_users.py")
-    return parser
+    return _build_parser(__doc__.splitlines()[0])
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbosity)
-    settings = settings_from_args(args)
-    if args.print_config:
-        print_config(settings)
-        return 0
-    print(run_balances(settings, Datadir(args.datadir), args))
-    return 0
+    return balance_main(__doc__.splitlines()[0], argv)
 
 
 if __name__ == "__main__":
