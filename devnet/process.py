@@ -68,14 +68,27 @@ def _reap(pid: int) -> None:
         pass
 
 
+def _threads(pid: int) -> int:
+    try:
+        return len(os.listdir(f"/proc/{pid}/task"))
+    except OSError:
+        return 0
+
+
 def process_alive(pid: int, started: int | None = None) -> bool:
-    """True when ``pid`` runs (not a zombie) and, if given, started at ``started`` ticks."""
+    """True when ``pid`` runs and, if given, started at ``started`` ticks.
+
+    A zombie counts as gone, unless it is a thread-group leader whose other threads are
+    still exiting: until they are done the process still holds its files and ports.
+    """
     _reap(pid)
     stat = _proc_stat(pid)
     if stat is None:
         return False
     state, start_ticks = stat
-    return state not in ("Z", "X") and (started is None or start_ticks == started)
+    if started is not None and start_ticks != started:
+        return False
+    return state not in ("Z", "X") or _threads(pid) > 1
 
 
 def wait_for(check, timeout: float, first_delay: float = 0.01, max_delay: float = 0.25) -> bool:
@@ -187,6 +200,8 @@ class Service:
                 raise DevnetError(f"{self.name} (pid {record[0]}) runs but is not ready on port {self.port}: "
                                   f"stop it with python -m devnet down; log: {self.log_tail()}")
             return False
+        if record is not None and self.port_open():
+            wait_for(lambda: not self.port_open(), 2.0)  # our previous process may still be closing it
         if self.port_open():
             hint = f"set {self.port_key}" if self.port_key else "choose another port"
             raise DevnetError(f"port {self.port} is taken by another process: stop it or {hint}")
@@ -230,6 +245,7 @@ class Service:
                 wait_for(lambda: not process_alive(pid, started), 5.0)
             stopped = True
             self._kill_group(pid)  # leftovers of our group; the pgid stays reserved while they live
+            wait_for(lambda: not self.port_open(), 2.0)
         self.pidfile.unlink(missing_ok=True)
         return stopped
 

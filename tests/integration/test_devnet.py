@@ -16,7 +16,7 @@ from cic_seed import artifacts
 from cic_seed.config import PROJECT_ROOT, load_settings
 from devnet import deploy
 from devnet.network import Devnet
-from devnet.process import process_alive
+from devnet.process import process_alive, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -169,7 +169,7 @@ def test_up_after_anvil_died_redeploys_on_the_new_chain(tmp_path, fresh_devnet_e
         assert [r.action for r in net.up()] == ["started", "deployed"]
         pid = net.status()[0].pid
         os.kill(pid, 9)
-        assert not net.status()[0].running
+        assert wait_for(lambda: not net.status()[0].running, 10)
         assert [r.action for r in net.up()] == ["started", "deployed"]
         assert net.status()[0].pid != pid
     finally:
