@@ -36,7 +36,8 @@ class ServiceStatus:
         """``anvil      running  127.0.0.1:63545  pid 1234``"""
         state = "running" if self.running else "stopped"
         pid = f"pid {self.pid}" if self.pid else "-"
-        return f"{self.name:<10} {state:<8} {self.host}:{self.port}  {pid}"
+        where = f"{self.host}:{self.port}" if self.port else "no-port"
+        return f"{self.name:<10} {state:<8} {where}  {pid}"
 
 
 def port_answers(host: str, port: int, timeout: float = 0.25) -> bool:
@@ -108,7 +109,8 @@ class Service:
     """A detached process that serves on host:port, tracked by a pidfile in state_dir.
 
     ``port_key`` names the setting that moves the port (shown when the port is taken);
-    ``ready`` is a no-argument callable, by default "the TCP port accepts".
+    ``ready`` is a no-argument callable, by default "the TCP port accepts". A process that
+    listens on no port (a worker) passes ``port=0`` and its own ``ready``.
     """
 
     def __init__(self, name: str, command: list, state_dir: Path, port: int, host: str = "127.0.0.1",
@@ -131,8 +133,8 @@ class Service:
         return self.state_dir / f"{self.name}.log"
 
     def port_open(self) -> bool:
-        """True when the service's port accepts TCP connections."""
-        return port_answers(self.host, self.port)
+        """True when the service's port accepts TCP connections (never for port 0)."""
+        return self.port > 0 and port_answers(self.host, self.port)
 
     def _read_pidfile(self):
         try:

@@ -134,3 +134,14 @@ def _group_members(pgid):
         except OSError:
             pass
     return members
+
+
+def test_a_worker_without_a_port_uses_its_own_readiness(tmp_path):
+    marker = tmp_path / "ready"
+    code = f"import pathlib, time; pathlib.Path({str(marker)!r}).touch(); time.sleep(60)"
+    service = Service("worker", [sys.executable, "-c", code], tmp_path, 0, ready=marker.exists)
+    try:
+        assert service.start(timeout=15) is True
+        assert service.status().line().split()[:3] == ["worker", "running", "no-port"]
+    finally:
+        assert service.stop() is True
