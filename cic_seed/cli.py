@@ -90,8 +90,8 @@ def setup_logging(verbosity: int):
 
 def run(main, argv=None) -> int:
     """Call ``main(argv)`` and map the error tree to one stderr line and an exit code."""
-    prog = sys.argv[0].rsplit("/", 2)[-2:]
-    name = "/".join(prog)
+    parts = sys.argv[0].rsplit("/", 2)[-2:]
+    name = parts[0] if parts[-1] == "__main__.py" else "/".join(parts)  # python -m devnet -> devnet
     try:
         return main(argv) or 0
     except SeedError as e:
