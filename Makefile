@@ -6,6 +6,7 @@ BACKEND ?= eth
 N ?= 100
 DATADIR ?= out
 SEED_ARGS ?=
+GIFT_THRESHOLD ?= 100
 IMPORT_ARGS ?=
 # sovereign accounts have no custodial key and never dialled USSD
 VERIFY_ARGS_eth := --exclude local_key
@@ -52,7 +53,7 @@ devnet-status: ## show the running devnet
 	$(PY) -m devnet status
 
 create: setup ## step 1: generate N users into DATADIR
-	$(PY) scripts/create_import_users.py --dir $(DATADIR) $(SEED_ARGS) $(N)
+	$(PY) scripts/create_import_users.py --dir $(DATADIR) --gift-threshold $(GIFT_THRESHOLD) $(SEED_ARGS) $(N)
 
 seed: setup ## the whole job on BACKEND: devnet if nothing is configured, then every step below, then verify
 	$(PY) -m devnet auto-up --backend $(BACKEND)
