@@ -49,28 +49,34 @@ class _ChangeWriter:
         return f"{self.actor[:24]}{self.objects:012x}"
 
     def put(self, obj, key, value):
+        # ops are written as they go out: ["^1", [...]] is a ~#iM map, ^1 being its transit cache ref
+        ops = self.ops
+        if type(key) is str and key[:1] in ("~", "^", "`"):
+            key = "~" + key
         if not isinstance(value, (dict, list)):
-            self.ops.append(["action", "set", "obj", obj, "key", _escape(key), "value", _escape(value)])
+            if type(value) is str and value[:1] in ("~", "^", "`"):
+                value = "~" + value
+            ops.append(["^1", ["action", "set", "obj", obj, "key", key, "value", value]])
             return
         child = self.new_object_id()
         if isinstance(value, dict):
-            self.ops.append(["action", "makeMap", "obj", child])
+            ops.append(["^1", ["action", "makeMap", "obj", child]])
             for k, v in value.items():
                 self.put(child, str(k), v)
         else:
-            self.ops.append(["action", "makeList", "obj", child])
+            ops.append(["^1", ["action", "makeList", "obj", child]])
             prev = "_head"
             for v in value:
                 self.elem += 1
-                self.ops.append(["action", "ins", "obj", child, "key", prev, "elem", self.elem])
+                ops.append(["^1", ["action", "ins", "obj", child, "key", prev, "elem", self.elem]])
                 prev = f"{self.actor}:{self.elem}"
                 self.put(child, prev, v)
-        self.ops.append(["action", "link", "obj", obj, "key", _escape(key), "value", child])
+        ops.append(["^1", ["action", "link", "obj", obj, "key", key, "value", child]])
         self.links.append([obj, child])
 
     def payload(self, message) -> str:
-        ops = ["~#iL", [["~#iM", op] for op in self.ops]]
-        change = ["~#iM", ["ops", ops, "actor", self.actor, "seq", 1, "deps", ["~#iM", []],
+        """The save() string: ~#iL is cached as ^0 and ~#iM as ^1 where they first appear."""
+        change = ["~#iM", ["ops", ["^0", self.ops], "actor", self.actor, "seq", 1, "deps", ["^1", []],
                            "message", _escape(message), "undoable", False]]
         return compact(["~#iL", [change]])
 

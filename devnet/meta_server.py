@@ -1,21 +1,16 @@
 """A cic-meta compatible metadata server for the devnet (stdlib HTTP, SQLite storage).
 
-Routes (see the cic-meta reference, section 1):
+Routes (cic-meta reference, section 1): ``GET /<64 hex>[/]`` answers the document's ``data``
+as plain JSON (404 if unknown), or with ``X-CIC-AUTOMERGE: client`` the whole document as an
+Envelope. ``POST /<ptr>`` + ``server`` answers an Envelope with a ``digest`` and stores
+nothing; ``PUT`` + ``server`` ``{"m": <envelope text>, "s": {...}}`` stores it. ``PUT`` +
+``client`` stores an Envelope whose Automerge payload (see devnet.meta_automerge) has a
+root ``signature.digest``. ``POST /`` stores immutable content under its sha256.
 
-- ``GET /<64 hex>[/]``: the stored document's ``data`` as plain JSON (404 if unknown);
-  with ``X-CIC-AUTOMERGE: client`` the whole document as an Envelope; ``server`` gives 400.
-- ``POST /<ptr>`` + ``X-CIC-AUTOMERGE: server``: body is the new data; answers an Envelope with
-  a top-level ``digest`` to sign and stores nothing. ``PUT`` (same header) ``{"m": <envelope
-  string>, "s": {signature}}`` stores it.
-- ``PUT /<ptr>`` + ``X-CIC-AUTOMERGE: client``: body is an Envelope whose Automerge payload has
-  a root ``signature`` map with a ``digest``.
-- ``POST /`` (or ``/<sha256 of body>``): immutable content, stored under its sha256.
-
-Differences from the 2022 Node server, on purpose: every write REPLACES the document (no
-key-union, no random CRDT winner; a client that PUTs its merged history still gets the merge);
-rewriting a phone pointer works; Content-Length counts bytes; bad input gets a 4xx and never
-a crash or 5xx; bodies above 1 MiB get 413; signatures are stored but not checked (the 2022
-server does not enforce them either). The Automerge subset is described in devnet.meta_automerge.
+On purpose unlike the 2022 Node server: every write REPLACES the document (no key union, no
+random CRDT winner; a client that PUTs its merged history still gets the merge); rewriting a
+phone pointer works; Content-Length counts bytes; bad input gets a 4xx, never a 5xx; bodies
+over 1 MiB get 413; signatures are kept but not checked (the 2022 server doesn't either).
 """
 import argparse
 import hashlib
@@ -24,7 +19,6 @@ import logging
 import re
 import select
 import signal
-import sqlite3
 import subprocess
 import sys
 import threading
@@ -36,6 +30,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from .meta_automerge import PayloadError, compact, envelope, load_payload
+from .meta_store import Store
 
 logger = logging.getLogger(__name__)
 
@@ -54,43 +49,6 @@ class BadRequest(Exception):
         self.status = status
 
 
-# --- storage ---
-
-class Store:
-    """SQLite table ``store(hash, content, mime_type)``: documents as JSON text, immutable bytes."""
-
-    def __init__(self, path):
-        self.path = Path(path)
-        self.lock = threading.Lock()
-        self.db = None
-
-    def open(self):
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        self.db.execute("CREATE TABLE IF NOT EXISTS store (hash TEXT PRIMARY KEY, content BLOB NOT NULL,"
-                        " mime_type TEXT, updated REAL NOT NULL)")
-        return self
-
-    def close(self):
-        if self.db is not None:
-            self.db.close()
-            self.db = None
-
-    def get(self, pointer):
-        with self.lock:
-            return self.db.execute("SELECT content, mime_type FROM store WHERE hash = ?", (pointer,)).fetchone()
-
-    def put(self, pointer, content, mime_type=None, replace=True):
-        """Store; returns False when ``replace`` is off and the pointer already exists."""
-        verb = "INSERT OR REPLACE" if replace else "INSERT OR IGNORE"
-        with self.lock:
-            cursor = self.db.execute(f"{verb} INTO store (hash, content, mime_type, updated) VALUES (?, ?, ?, ?)",
-                                     (pointer, content, mime_type, time.time()))
-            return cursor.rowcount > 0
-
-
 # --- HTTP ---
 
 class Handler(BaseHTTPRequestHandler):
@@ -99,11 +57,12 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "devnet-meta/1"
     timeout = 60
-    drained = False
+    consumed = False  # the request body has been read
     disable_nagle_algorithm = True
 
     def parse_request(self):
         ok = super().parse_request()
+        self.consumed = False
         if ok and self.command not in METHODS:
             self.command = "OTHER"
         return ok
@@ -124,16 +83,34 @@ class Handler(BaseHTTPRequestHandler):
         self.wfile.write(head.encode("latin-1") + b"\r\n" + body)
 
     def dispatch(self, handle):
+        """Run a handler returning (status, body, content type); bad input becomes its 4xx."""
         try:
-            handle()
+            status, body, content_type = handle()
         except BadRequest as e:
             logger.info("%s %s: %d %s", self.command, self.path, e.status, e)
-            if e.status in (411, 413) and not self.drained:
-                self.close_connection = True
-            self.reply(e.status, str(e))
+            status, body, content_type = e.status, str(e), "text/plain"
         except Exception:
             logger.exception("%s %s failed", self.command, self.path)
-            self.reply(500, "internal error")
+            status, body, content_type = 500, "internal error", "text/plain"
+        self.skip_body()
+        self.reply(status, body, content_type)
+
+    def skip_body(self):
+        """Read away a body the handler did not read, or close: the next request must parse."""
+        if self.consumed:
+            return
+        length = self.headers.get("Content-Length", "0").strip()
+        if self.headers.get("Transfer-Encoding") or not length.isdigit() or int(length) > 16 * MAX_BODY:
+            self.close_connection = True
+            return
+        remaining = int(length)
+        while remaining > 0:
+            chunk = self.rfile.read(min(remaining, 65536))
+            if not chunk:
+                self.close_connection = True
+                break
+            remaining -= len(chunk)
+        self.consumed = True
 
     def pointer(self):
         match = POINTER.match(self.path)
@@ -144,19 +121,13 @@ class Handler(BaseHTTPRequestHandler):
     def body(self):
         if self.headers.get("Transfer-Encoding"):
             raise BadRequest("send the body with a Content-Length, not chunked", 411)
-        try:
-            length = int(self.headers.get("Content-Length", ""))
-        except ValueError:
-            raise BadRequest("Content-Length required", 411) from None
-        if length < 0:
-            raise BadRequest("bad Content-Length", 411)
-        if length > MAX_BODY:
-            if length <= 16 * MAX_BODY:  # drain it so the client reads the answer, not a reset
-                while length > 0:
-                    length -= len(self.rfile.read(min(length, 65536)) or b"x" * length)
-                self.drained = True
+        length = self.headers.get("Content-Length", "").strip()
+        if not length.isdigit():
+            raise BadRequest("Content-Length required", 411)
+        if int(length) > MAX_BODY:
             raise BadRequest(f"body larger than {MAX_BODY} bytes", 413)
-        return self.rfile.read(length)
+        self.consumed = True
+        return self.rfile.read(int(length))
 
     def json_body(self):
         try:
@@ -168,6 +139,7 @@ class Handler(BaseHTTPRequestHandler):
         return self.headers.get("X-CIC-AUTOMERGE")
 
     def do_OPTIONS(self):
+        self.skip_body()
         self.reply(200, extra=f"Access-Control-Allow-Methods: {', '.join(METHODS)}\r\n"
                               "Access-Control-Allow-Headers: Content-Type, X-CIC-AUTOMERGE, Authorization\r\n")
 
@@ -190,14 +162,12 @@ class Handler(BaseHTTPRequestHandler):
             raise BadRequest("GET has no server merge mode")
         row = self.server.store.get(pointer)
         if row is None:
-            return self.reply(404)
+            return 404, b"", "text/plain"
         content, mime_type = row
         if mime_type is not None:
-            return self.reply(200, bytes(content), mime_type)
+            return 200, bytes(content), mime_type
         doc = json.loads(content)
-        if mode == "client":
-            return self.reply(200, compact(envelope(doc)))
-        return self.reply(200, compact(doc.get("data")))
+        return 200, compact(envelope(doc) if mode == "client" else doc.get("data")), "application/json"
 
     def put(self):
         pointer, mode = self.pointer(), self.mode()
@@ -207,7 +177,7 @@ class Handler(BaseHTTPRequestHandler):
                 raise BadRequest('body must be {"m": <envelope JSON as a string>, "s": {...}}')
             if not isinstance(body.get("s"), dict):
                 raise BadRequest('missing signature object "s"')
-            root = _load_envelope(body["m"], 400, self.server.recall)
+            root = self.server.recall(body["m"]) or _load_envelope(body["m"], 400)
             if "data" not in root:
                 raise BadRequest("envelope holds no data")
             doc = {"id": pointer, "timestamp": root.get("timestamp"), "data": root["data"], "signature": body["s"]}
@@ -220,16 +190,16 @@ class Handler(BaseHTTPRequestHandler):
         else:
             raise BadRequest("PUT needs X-CIC-AUTOMERGE: server or client")
         self.server.store.put(pointer, compact(doc))
-        self.reply(200)
+        return 200, b"", "application/json"
 
     def post(self):
         mode = self.mode()
         if mode == "server":
             pointer, data = self.pointer(), self.json_body()
             doc = {"id": pointer, "timestamp": int(time.time()), "data": data}
-            env = envelope(doc)
-            self.server.remember(env["payload"], doc)
-            return self.reply(200, compact(env))
+            text = compact(envelope(doc))
+            self.server.remember(text, doc)
+            return 200, text, "application/json"
         if mode not in (None, "immutable"):
             raise BadRequest("POST needs X-CIC-AUTOMERGE: server, or no header for immutable content")
         wanted = None if self.path == "/" else self.pointer()
@@ -239,22 +209,20 @@ class Handler(BaseHTTPRequestHandler):
             raise BadRequest("immutable content: the pointer must be the sha256 of the body")
         mime_type = self.headers.get("Content-Type") or "application/octet-stream"
         created = self.server.store.put(digest, content, mime_type, replace=False)
-        self.reply(201 if created else 200, digest, "text/plain")
+        return (201 if created else 200), digest, "text/plain"
 
 
 def _no_constant(name):
     raise ValueError(f"{name} is not JSON")
 
 
-def _load_envelope(text, status, recall=None):
-    """The root map of an Envelope's payload; bad input answers ``status``. ``recall`` may
-    know the answer for a payload this server just offered in a POST."""
+def _load_envelope(text, status):
+    """The root map of an Envelope's payload; bad input answers ``status``."""
     try:
         env = json.loads(text, parse_constant=_no_constant)
         if not isinstance(env, dict) or not isinstance(env.get("payload"), str):
             raise BadRequest("envelope has no payload string", status)
-        known = recall(env["payload"]) if recall is not None else None
-        return known if known is not None else load_payload(env["payload"])
+        return load_payload(env["payload"])
     except PayloadError as e:
         raise BadRequest(str(e), status) from None
     except (ValueError, RecursionError):
@@ -269,21 +237,22 @@ class MetaServer(ThreadingHTTPServer):
 
     def __init__(self, address, store):
         self.store = store
-        self.offers = OrderedDict()  # payload -> document, for the PUT that follows a POST
+        self.offers = OrderedDict()  # envelope text -> document, for the PUT that follows a POST
         self.offers_lock = threading.Lock()
         super().__init__(address, Handler)
 
-    def remember(self, payload, doc):
-        """Keep what a POST's payload decodes to, so its PUT need not decode it again."""
+    def remember(self, text, doc):
+        """Keep the document of an envelope a POST answered, so the PUT that sends the same
+        text back need not decode it again (a pure cache: nothing is stored)."""
         with self.offers_lock:
-            self.offers[payload] = doc
+            self.offers[text] = doc
             if len(self.offers) > OFFERS:
                 self.offers.popitem(last=False)
 
-    def recall(self, payload):
-        """The document of a recently offered payload (once), else None."""
+    def recall(self, text):
+        """The document of a recently offered envelope text (once), else None."""
         with self.offers_lock:
-            return self.offers.pop(payload, None)
+            return self.offers.pop(text, None)
 
     def handle_error(self, request, client_address):
         logger.debug("connection from %s dropped", client_address, exc_info=True)

@@ -10,6 +10,7 @@ import requests
 from cic_seed.pointers import person_pointer, phone_pointer
 from devnet import meta_server
 
+MAX = meta_server.MAX_BODY
 pytestmark = pytest.mark.integration
 
 SERVER = {"X-CIC-AUTOMERGE": "server", "Content-Type": "application/json"}
@@ -120,6 +121,19 @@ def test_server_put_validation(meta):
     assert requests.get(f"{meta}/{PTR}").status_code == 404
 
 
+def test_server_put_of_an_envelope_the_server_did_not_just_offer(meta):
+    """m need not be the text of the preceding POST: any loadable envelope is decoded."""
+    write(meta, PTR, PERSON)
+    env = requests.get(f"{meta}/{PTR}", headers=CLIENT).text
+    other = person_pointer("11" * 20)
+    r = requests.put(f"{meta}/{other}", data=json.dumps({"m": env, "s": {"digest": "x"}}), headers=SERVER)
+    assert r.status_code == 200
+    assert requests.get(f"{meta}/{other}").json() == PERSON
+    reformatted = json.dumps(requests.post(f"{meta}/{other}", data=json.dumps([1, 2]), headers=SERVER).json(), indent=1)
+    r = requests.put(f"{meta}/{other}", data=json.dumps({"m": reformatted, "s": {}}), headers=SERVER)
+    assert r.status_code == 200 and requests.get(f"{meta}/{other}").json() == [1, 2]
+
+
 def test_non_ascii_round_trip_with_exact_content_length(meta):
     value = {"name": "Bjørn Ødegård", "city": "Zürich ✓", "emoji": "🙂"}
     write(meta, PTR, value)
@@ -190,6 +204,22 @@ def test_immutable_content(meta):
     assert got.content == b"foo" and got.headers["Content-Type"] == "text/plain"
     assert requests.post(f"{meta}/{digest}", data=b"foo").status_code == 200
     assert requests.post(f"{meta}/{PTR}", data=b"foo").status_code == 400
+
+
+def test_a_kept_alive_connection_survives_refused_requests(meta):
+    """A refused request's unread body must not be taken for the next request."""
+    import http.client
+    host, port = meta.split("//")[1].split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    attempts = [("POST", "/0xbad", b'{"a": 1}', SERVER, 400), ("PUT", f"/{PTR}", b'{"x": 1}', {}, 400),
+                ("POST", f"/{PTR}", b"x" * (MAX + 1), SERVER, 413), ("GET", f"/{PTR}", b"body", {}, 404),
+                ("POST", f"/{PTR}", b"[1]", SERVER, 200)]
+    for method, path, body, headers, status in attempts:
+        connection.request(method, path, body=body, headers=headers)
+        answer = connection.getresponse()
+        answer.read()
+        assert answer.status == status, (method, path)
+    connection.close()
 
 
 def test_missing_content_length_is_411(meta):
