@@ -130,3 +130,40 @@ def test_link_cycle_is_refused():
     change = ["~#iM", ["ops", ["~#iL", [["~#iM", op] for op in ops]], "actor", "x"]]
     with pytest.raises(PayloadError):
         load_payload(json.dumps(["~#iL", [change]]))
+
+
+# Automerge 0.14.2 itself (npm) made this save(): a change setting id, timestamp, data
+# {tags: ["individual"], n: {k: 1}} and signature, then a change that does
+# tags.insertAt(0, "ussd"), tags.push("~x"), delete data.n and data.f = 1.5.
+REAL_SAVE = (
+    "[\"~#iL\",[[\"~#iM\",[\"ops\",[\"^0\",[[\"^1\",[\"action\",\"set\",\"obj\",\"00000000-0000-0000-0000-000000000000\",\"k"
+    "ey\",\"id\",\"value\",\"ee\"]],[\"^1\",[\"action\",\"set\",\"obj\",\"00000000-0000-0000-0000-000000000000\",\"key\",\"ti"
+    "mestamp\",\"value\",1]],[\"^1\",[\"action\",\"makeMap\",\"obj\",\"518f49ce-50f8-458f-b97d-6ed1c53fe8f3\"]],[\"^1\","
+    "[\"action\",\"makeList\",\"obj\",\"a92e3ad9-9a13-43b0-8b68-249eac0bfc58\"]],[\"^1\",[\"action\",\"ins\",\"obj\",\"a92"
+    "e3ad9-9a13-43b0-8b68-249eac0bfc58\",\"key\",\"_head\",\"elem\",1]],[\"^1\",[\"action\",\"set\",\"obj\",\"a92e3ad9-9a"
+    "13-43b0-8b68-249eac0bfc58\",\"key\",\"8edd8fff-cd75-4032-9bd8-eb4977402474:1\",\"value\",\"individual\"]],[\"^"
+    "1\",[\"action\",\"link\",\"obj\",\"518f49ce-50f8-458f-b97d-6ed1c53fe8f3\",\"key\",\"tags\",\"value\",\"a92e3ad9-9a13"
+    "-43b0-8b68-249eac0bfc58\"]],[\"^1\",[\"action\",\"makeMap\",\"obj\",\"e99531e3-8423-4aa5-8ad6-caf33818c2e6\"]],"
+    "[\"^1\",[\"action\",\"set\",\"obj\",\"e99531e3-8423-4aa5-8ad6-caf33818c2e6\",\"key\",\"k\",\"value\",1]],[\"^1\",[\"act"
+    "ion\",\"link\",\"obj\",\"518f49ce-50f8-458f-b97d-6ed1c53fe8f3\",\"key\",\"n\",\"value\",\"e99531e3-8423-4aa5-8ad6-"
+    "caf33818c2e6\"]],[\"^1\",[\"action\",\"link\",\"obj\",\"00000000-0000-0000-0000-000000000000\",\"key\",\"data\",\"va"
+    "lue\",\"518f49ce-50f8-458f-b97d-6ed1c53fe8f3\"]],[\"^1\",[\"action\",\"makeMap\",\"obj\",\"f6f12dfc-8074-42ad-b7"
+    "81-3f63a6791c02\"]],[\"^1\",[\"action\",\"set\",\"obj\",\"f6f12dfc-8074-42ad-b781-3f63a6791c02\",\"key\",\"digest\""
+    ",\"value\",\"W10=\"]],[\"^1\",[\"action\",\"set\",\"obj\",\"f6f12dfc-8074-42ad-b781-3f63a6791c02\",\"key\",\"data\",\"v"
+    "alue\",\"\"]],[\"^1\",[\"action\",\"link\",\"obj\",\"00000000-0000-0000-0000-000000000000\",\"key\",\"signature\",\"va"
+    "lue\",\"f6f12dfc-8074-42ad-b781-3f63a6791c02\"]]]],\"actor\",\"8edd8fff-cd75-4032-9bd8-eb4977402474\",\"seq\""
+    ",1,\"deps\",[\"^1\",[]],\"message\",\"init\"]],[\"^1\",[\"ops\",[\"^0\",[[\"^1\",[\"action\",\"ins\",\"obj\",\"a92e3ad9-9a1"
+    "3-43b0-8b68-249eac0bfc58\",\"key\",\"_head\",\"elem\",2]],[\"^1\",[\"action\",\"set\",\"obj\",\"a92e3ad9-9a13-43b0-8"
+    "b68-249eac0bfc58\",\"key\",\"8edd8fff-cd75-4032-9bd8-eb4977402474:2\",\"value\",\"ussd\"]],[\"^1\",[\"action\",\"i"
+    "ns\",\"obj\",\"a92e3ad9-9a13-43b0-8b68-249eac0bfc58\",\"key\",\"8edd8fff-cd75-4032-9bd8-eb4977402474:1\",\"ele"
+    "m\",3]],[\"^1\",[\"action\",\"set\",\"obj\",\"a92e3ad9-9a13-43b0-8b68-249eac0bfc58\",\"key\",\"8edd8fff-cd75-4032-"
+    "9bd8-eb4977402474:3\",\"value\",\"~~x\"]],[\"^1\",[\"action\",\"del\",\"obj\",\"518f49ce-50f8-458f-b97d-6ed1c53fe8"
+    "f3\",\"key\",\"n\"]],[\"^1\",[\"action\",\"set\",\"obj\",\"518f49ce-50f8-458f-b97d-6ed1c53fe8f3\",\"key\",\"f\",\"value\""
+    ",1.5]]]],\"actor\",\"8edd8fff-cd75-4032-9bd8-eb4977402474\",\"seq\",2,\"deps\",[\"^1\",[]],\"message\",\"edit\"]]]"
+    "]"
+)
+REAL_DOC = {"id": "ee", "timestamp": 1, "data": {"tags": ["ussd", "individual", "~x"], "f": 1.5}, "signature": {"digest": "W10=", "data": ""}}
+
+
+def test_reads_a_save_made_by_automerge_itself():
+    assert load_payload(REAL_SAVE) == REAL_DOC
