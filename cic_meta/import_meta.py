@@ -24,6 +24,9 @@ def build_parser():
     add_meta_arg(parser)
     parser.add_argument("--follow", action="store_true",
                         help="keep watching the queue while import_users.py runs, until every user is uploaded")
+    parser.add_argument("--resync", action="store_true",
+                        help="compare every imported user with cic-meta (GET) and upload what differs, "
+                             "e.g. after the server lost its data")
     parser.add_argument("--workers", type=int, default=4, metavar="N",
                         help="requests in flight (default 4, the sweet spot on a 2-core machine)")
     parser.add_argument("datadir", help="data directory made by create_import_users.py")
@@ -51,10 +54,13 @@ def main(argv=None):
         return 0
     limit = positive(args.user_count, "N (user count)") if args.user_count is not None else None
     workers = positive(args.workers, "--workers")
+    if args.resync and args.follow:
+        raise UsageError("--resync checks what is imported already; run it without --follow")
     datadir = Datadir(args.datadir)
     expected = datadir.require_complete().get("user_count")
     with client_from_settings(settings, workers) as client:
-        outcome = upload(client, datadir, KIND, limit, args.follow, lambda total: Progress(total, NAME, UNIT))
+        outcome = upload(client, datadir, KIND, limit, args.follow, lambda total: Progress(total, NAME, UNIT),
+                         args.resync)
     print(f"{NAME}: {outcome.uploaded} uploaded, {outcome.unchanged} already there"
           + (f", {outcome.skipped} left alone (pointer held another address)" if outcome.skipped else "")
           + f", {len(outcome.failed)} failed; {outcome.timing(UNIT)}; to {client.url}")

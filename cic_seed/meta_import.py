@@ -17,11 +17,13 @@ the run (ServiceUnavailable) after journalling what was done.
 import hashlib
 import json
 import logging
+import os
 import time
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 
+from .datadir import QUEUES
 from .errors import DatadirError
 from .meta_client import MetaClient, MetaRequestError
 from .person import Person, PersonFormatError
@@ -30,6 +32,7 @@ from .pointers import custom_pointer, person_pointer
 
 logger = logging.getLogger(__name__)
 
+RECORDS = {"person": "new", "phone": os.path.join("phone", "new")}  # what --resync walks
 FLUSH_EVERY = 256  # journal records per fsync
 FLUSH_SECONDS = 1.0
 POLL_MIN, POLL_MAX = 0.2, 2.0  # --follow: backoff between scans of an empty queue
@@ -59,10 +62,11 @@ class Outcome:
 class _Queue:
     """One upload queue of a datadir with its journal: the shared loop of both importers."""
 
-    def __init__(self, client, datadir, kind, journal_name, progress=None):
+    def __init__(self, client, datadir, kind, journal_name, progress=None, resync=False):
         self.client = client
         self.datadir = datadir
         self.kind = kind
+        self.resync = resync
         self.journal = datadir.journal(journal_name)
         self.progress = progress
         self.done = {}
@@ -87,7 +91,7 @@ class _Queue:
             while limit is None or self._handled() < limit:
                 before = self._handled()
                 left = None if limit is None else limit - self._handled()
-                queue = (link for link in self.datadir.iter_queue(self.kind) if link.name not in self.failed_names)
+                queue = (link for link in self.entries() if link.name not in self.failed_names)
                 self._drain(islice(queue, left))
                 complete = expected is not None and len(self.done) + len(self.failed_names) >= expected
                 if not follow or complete:
@@ -98,6 +102,13 @@ class _Queue:
             self.journal.close()
         self.outcome.total_done = len(self.done)
         return self.outcome
+
+    def entries(self):
+        """The queue links, or with ``resync`` every imported record (``new/``, ``phone/new/``)."""
+        if not self.resync:
+            return self.datadir.iter_queue(self.kind)
+        records = self.datadir.path / RECORDS[self.kind]
+        return (path for path in sorted(records.glob("*/*/*")) if not path.name.startswith("."))
 
     def _handled(self):
         return self.outcome.processed + len(self.failed_names)
@@ -128,10 +139,11 @@ class _Queue:
 
     def _flush(self, pending):
         """Journal (fsync), then remove the queue links: an entry is done only once recorded."""
-        self.journal.append([(key, value) for _, key, value, outcome in pending if outcome != "unchanged"])
+        self.journal.append([(key, value) for _, key, value, _ in pending if self.done.get(key) != value])
+        queue = self.datadir.path / QUEUES[self.kind]
         for link, key, value, outcome in pending:
             self.done[key] = value
-            link.unlink(missing_ok=True)
+            (queue / link.name).unlink(missing_ok=True)
             if outcome == "uploaded":
                 self.outcome.uploaded += 1
             elif outcome in ("unchanged", "present"):
@@ -145,8 +157,8 @@ class _Queue:
 class PersonUploader(_Queue):
     """Person documents and custom tags from ``meta/``."""
 
-    def __init__(self, client, datadir, progress=None):
-        super().__init__(client, datadir, "person", "meta_person", progress)
+    def __init__(self, client, datadir, progress=None, resync=False):
+        super().__init__(client, datadir, "person", "meta_person", progress, resync)
         self.tags = None
 
     def resume(self) -> int:
@@ -166,19 +178,24 @@ class PersonUploader(_Queue):
             raise DatadirError(f"corrupt person record {link}: {e}") from None
         tags = self.tags.get(old_address) or ()
         fingerprint = hashlib.sha256(raw + b"\n" + ",".join(tags).encode()).hexdigest()[:24]
-        if self.done.get(address) == fingerprint:
+        custom = {"tags": list(tags)}
+        if self.resync:
+            person_ok = self.client.get(person_pointer(address), what="person") == record
+            if person_ok and (not tags or self.client.get(custom_pointer(address), what="custom tags") == custom):
+                return address, fingerprint, "unchanged"
+        elif self.done.get(address) == fingerprint:
             return address, fingerprint, "unchanged"
         self.client.put(person_pointer(address), record, what="person")
         if tags:
-            self.client.put(custom_pointer(address), {"tags": list(tags)}, what="custom tags")
+            self.client.put(custom_pointer(address), custom, what="custom tags")
         return address, fingerprint, "uploaded"
 
 
 class PhoneUploader(_Queue):
     """Phone pointers from ``phone/meta/``; an existing pointer is never overwritten."""
 
-    def __init__(self, client, datadir, progress=None):
-        super().__init__(client, datadir, "phone", "meta_phone", progress)
+    def __init__(self, client, datadir, progress=None, resync=False):
+        super().__init__(client, datadir, "phone", "meta_phone", progress, resync)
 
     def job(self, link):
         pointer = link.name
@@ -208,17 +225,18 @@ def normalize_address(value: str) -> str:
 UPLOADERS = {"person": PersonUploader, "phone": PhoneUploader}
 
 
-def upload(client, datadir, kind, limit=None, follow=False, progress_factory=None) -> Outcome:
+def upload(client, datadir, kind, limit=None, follow=False, progress_factory=None, resync=False) -> Outcome:
     """Check the server, then run the ``kind`` uploader ("person" or "phone") over a complete
-    datadir. ``progress_factory(total)`` may return a ``Progress`` context to count entries."""
+    datadir. ``progress_factory(total)`` may return a ``Progress`` context to count entries.
+    ``resync`` compares every imported record with the server (GET) and writes what differs."""
     expected = datadir.require_complete().get("user_count")
     client.check()
-    uploader = UPLOADERS[kind](client, datadir)
+    uploader = UPLOADERS[kind](client, datadir, resync=resync)
     done = uploader.resume()
     if follow:
         total = limit if limit is not None else (expected - done if expected else None)
     else:
-        queued = sum(1 for _ in datadir.iter_queue(kind))
+        queued = sum(1 for _ in uploader.entries())
         total = queued if limit is None else min(limit, queued)
     started = time.monotonic()
     with ExitStack() as stack:

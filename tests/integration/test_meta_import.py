@@ -138,6 +138,43 @@ def test_rerun_writes_nothing(meta, datadir, capsys, tmp_path):
         counting.stop()
 
 
+def test_resync_after_the_server_lost_its_data(datadir, tmp_path, capsys):
+    people = fake_import(datadir, 0, 8)
+    first, url = meta_server.spawn(tmp_path / "first.sqlite")
+    try:
+        assert call(IMPORT_META, ["--meta-provider", url, str(datadir.path)], capsys)[0] == 0
+        assert call(IMPORT_PHONE, ["--meta-provider", url, str(datadir.path)], capsys)[0] == 0
+    finally:
+        first.terminate()
+        first.wait(10)
+    fresh, url = meta_server.spawn(tmp_path / "fresh.sqlite")
+    try:
+        code, out, _ = call(IMPORT_META, ["--meta-provider", url, str(datadir.path)], capsys)
+        assert "0 uploaded" in out  # the queue is empty: a plain re-run cannot know
+        for script in (IMPORT_META, IMPORT_PHONE):
+            code, out, err = call(script, ["--resync", "--meta-provider", url, str(datadir.path)], capsys)
+            assert code == 0 and "8 uploaded, 0 already there" in out, err
+        counting = Proxy(url).start()
+        try:
+            for script in (IMPORT_META, IMPORT_PHONE):
+                code, out, _ = call(script, ["--resync", "--meta-provider", counting.url, str(datadir.path)], capsys)
+                assert code == 0 and "0 uploaded, 8 already there" in out
+        finally:
+            counting.stop()
+        assert counting.writes == 0
+        with MetaClient(url).open() as client:
+            users = as_users(datadir, people)
+            assert metadata_failures(client, users) == {}
+            assert metadata_phone_failures(client, users) == {}
+            assert metadata_custom_failures(client, users) == {}
+        assert (datadir.path / "new").is_dir() and len(list((datadir.path / "new").rglob("*.json"))) == 8
+        code, _, err = call(IMPORT_META, ["--resync", "--follow", "--meta-provider", url, str(datadir.path)], capsys)
+        assert code == 2 and "without --follow" in err
+    finally:
+        fresh.terminate()
+        fresh.wait(10)
+
+
 def test_n_stops_after_n_users(meta, datadir, capsys):
     fake_import(datadir, 0, 20)
     code, out, _ = call(IMPORT_META, ["--meta-provider", meta, str(datadir.path), "5"], capsys)
