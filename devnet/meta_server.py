@@ -39,6 +39,14 @@ MAX_BODY = 1024 * 1024
 POINTER = re.compile(r"^/([0-9a-fA-F]{64})/?$")
 METHODS = ("GET", "PUT", "POST", "OPTIONS")
 OFFERS = 1024  # POST answers remembered for their PUT
+MAX_HEADER_LINE, MAX_HEADERS = 8192, 100
+
+
+class Headers(dict):
+    """Request headers by lower-case name; ``get`` takes any case."""
+
+    def get(self, name, default=None):
+        return super().get(name.lower(), default)
 
 
 class BadRequest(Exception):
@@ -61,11 +69,34 @@ class Handler(BaseHTTPRequestHandler):
     disable_nagle_algorithm = True
 
     def parse_request(self):
-        ok = super().parse_request()
+        """Request line and headers, parsed without the email package (~10x cheaper)."""
+        self.command, self.request_version, self.close_connection = None, "HTTP/1.1", True
         self.consumed = False
-        if ok and self.command not in METHODS:
+        self.requestline = str(self.raw_requestline, "iso-8859-1").rstrip("\r\n")
+        words = self.requestline.split()
+        if len(words) != 3 or words[2] not in ("HTTP/1.0", "HTTP/1.1"):
+            self.send_error(400, "bad request line")
+            return False
+        self.command, self.path, self.request_version = words
+        headers = Headers()
+        while True:
+            line = self.rfile.readline(MAX_HEADER_LINE + 1)
+            if line in (b"\r\n", b"\n", b""):
+                break
+            name, colon, value = line.decode("iso-8859-1").partition(":")
+            if not colon or len(line) > MAX_HEADER_LINE or len(headers) >= MAX_HEADERS:
+                self.send_error(431 if colon else 400, "bad header line, or too many headers")
+                return False
+            headers[name.strip().lower()] = value.strip()
+        self.headers = headers
+        connection = headers.get("connection", "").lower()
+        self.close_connection = connection == "close" or (words[2] == "HTTP/1.0" and connection != "keep-alive")
+        if headers.get("expect", "").lower() == "100-continue" and words[2] == "HTTP/1.1":
+            self.send_response_only(100)
+            self.end_headers()
+        if self.command not in METHODS:
             self.command = "OTHER"
-        return ok
+        return True
 
     def log_message(self, format, *args):
         logger.debug("%s " + format, self.address_string(), *args)

@@ -222,6 +222,34 @@ def test_a_kept_alive_connection_survives_refused_requests(meta):
     connection.close()
 
 
+@pytest.mark.parametrize("raw, status", [
+    (b"GARBAGE\r\n\r\n", 400),
+    (b"GET / HTTP/2.0\r\n\r\n", 400),
+    (b"GET /%s HTTP/1.1\r\nno colon here\r\n\r\n" % PTR.encode(), 400),
+    (b"GET /%s HTTP/1.1\r\nX-Long: %s\r\n\r\n" % (PTR.encode(), b"a" * 9000), 431),
+    (b"GET /%s HTTP/1.1\r\n%s\r\n" % (PTR.encode(), b"".join(b"X-%d: 1\r\n" % i for i in range(101))), 431),
+    (b"GET /%s HTTP/1.0\r\n\r\n" % PTR.encode(), 404),
+])
+def test_malformed_requests_get_a_4xx(meta, raw, status):
+    host, port = meta.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(raw)
+        assert sock.recv(4096).split(b"\r\n")[0].split(b" ")[1] == str(status).encode()
+
+
+def test_expect_100_continue(meta):
+    host, port = meta.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=5) as sock:
+        sock.sendall(b"POST /%s HTTP/1.1\r\nHost: x\r\nX-CIC-AUTOMERGE: server\r\nContent-Length: 3\r\n"
+                     b"Expect: 100-continue\r\n\r\n" % PTR.encode())
+        assert sock.recv(4096).startswith(b"HTTP/1.1 100")
+        sock.sendall(b"[1]")
+        answer = b""
+        while b"digest" not in answer:
+            answer += sock.recv(65536)
+        assert b" 200 " in answer.split(b"\r\n")[0]
+
+
 def test_missing_content_length_is_411(meta):
     host, port = meta.split("//")[1].split(":")
     with socket.create_connection((host, int(port)), timeout=5) as sock:
