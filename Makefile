@@ -81,7 +81,7 @@ bench-create: setup ## benchmark user generation (100,000 users)
 	$(PY) -m pytest -m bench tests/bench/test_bench_create.py -s $(PYTEST_ARGS)
 
 bench: setup ## benchmark the import path of BACKEND on the devnet
-	$(PY) -m pytest -m bench tests/bench -s -k "$(BACKEND)" $(PYTEST_ARGS)
+	$(PY) -m pytest -m bench tests -s -k "$(BACKEND)" $(PYTEST_ARGS)
 
 clean: devnet-down ## remove generated data and caches (not the venv)
 	rm -rf $(DATADIR) .cache .pytest_cache

@@ -21,7 +21,8 @@ from cic_seed.wallet_checks import require_gas, require_writer
 def build_parser():
     parser = base_parser(__doc__.splitlines()[0])
     add_chain_args(parser)
-    parser.add_argument("--batch-size", type=int, default=500, metavar="N", help="users per batch (default 500)")
+    parser.add_argument("--batch-size", type=int, default=250, metavar="N",
+                        help="users per batch (default 250: two wallet transactions each)")
     parser.add_argument("--batch-delay", type=float, default=0.0, metavar="S",
                         help="seconds to pause between batches (default 0: no pause)")
     parser.add_argument("--kdf-iterations", dest="KEYSTORE_KDF_ITERATIONS", type=int, metavar="N",
