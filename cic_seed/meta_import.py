@@ -23,10 +23,11 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from itertools import islice
 
+from .chainspec import ChainSpec
 from .datadir import QUEUES
 from .errors import DatadirError
 from .meta_client import MetaClient, MetaRequestError
-from .person import Person, PersonFormatError
+from .person import OLD_CHAIN, Person, PersonFormatError
 from .pgp import signer_from_settings
 from .pointers import custom_pointer, person_pointer
 
@@ -160,6 +161,7 @@ class PersonUploader(_Queue):
     def __init__(self, client, datadir, progress=None, resync=False):
         super().__init__(client, datadir, "person", "meta_person", progress, resync)
         self.tags = None
+        self.old_chain = OLD_CHAIN  # the generation's old chain, whose address keys tags.csv
 
     def resume(self) -> int:
         self.tags = self.datadir.tags()
@@ -173,7 +175,7 @@ class PersonUploader(_Queue):
             raise DatadirError(f"cannot read the queued record {link}: {e.strerror}") from None
         try:
             record = json.loads(raw)
-            old_address = Person.deserialize(record).old_address()
+            old_address = Person.deserialize(record).old_address(self.old_chain)
         except (ValueError, PersonFormatError) as e:
             raise DatadirError(f"corrupt person record {link}: {e}") from None
         tags = self.tags.get(old_address) or ()
@@ -229,9 +231,12 @@ def upload(client, datadir, kind, limit=None, follow=False, progress_factory=Non
     """Check the server, then run the ``kind`` uploader ("person" or "phone") over a complete
     datadir. ``progress_factory(total)`` may return a ``Progress`` context to count entries.
     ``resync`` compares every imported record with the server (GET) and writes what differs."""
-    expected = datadir.require_complete().get("user_count")
+    marker = datadir.require_complete()
+    expected = marker.get("user_count")
     client.check()
     uploader = UPLOADERS[kind](client, datadir, resync=resync)
+    if "old_chain" in marker and kind == "person":
+        uploader.old_chain = ChainSpec.parse(marker["old_chain"])
     done = uploader.resume()
     if follow:
         total = limit if limit is not None else (expected - done if expected else None)
