@@ -202,12 +202,11 @@ class PhoneUploader(_Queue):
     def job(self, link):
         pointer = link.name
         try:
-            address = link.read_text().strip().upper()
-            bytes.fromhex(address)
+            address = normalize_address(link.read_text())
         except OSError as e:
             raise DatadirError(f"cannot read the queued phone entry {link}: {e.strerror}") from None
-        except ValueError:
-            raise DatadirError(f"corrupt phone entry {link}: not a hex address") from None
+        if len(address) != 40 or not all(c in "0123456789ABCDEF" for c in address):
+            raise DatadirError(f"corrupt phone entry {link}: {address[:50]!r} is not an address")
         existing = self.client.get(pointer, what="phone pointer")
         if existing is not None:
             same = isinstance(existing, str) and normalize_address(existing) == address

@@ -290,6 +290,11 @@ def test_dangling_queue_link_is_reported_and_the_rest_uploaded(meta, datadir, ca
     assert code == 1
     assert "3 uploaded" in out
     assert "cannot read the queued record" in err and "run again" in err
+    broken = next(datadir.iter_queue("phone"))
+    broken.resolve().write_text("not an address")
+    code, out, err = call(IMPORT_PHONE, ["--meta-provider", meta, str(datadir.path)], capsys)
+    assert code == 1 and "3 uploaded" in out
+    assert f"phone {broken.name}: corrupt phone entry" in err
 
 
 @pytest.mark.parametrize("options, count, message", [
