@@ -10,8 +10,8 @@ GIFT_THRESHOLD ?= 100
 IMPORT_ARGS ?=
 # sovereign accounts have no custodial key and never dialled USSD
 VERIFY_ARGS_eth := --exclude local_key
-VERIFY_ARGS_cic_eth := --exclude ussd
-VERIFY_ARGS_cic_ussd :=
+VERIFY_ARGS_cic_eth := --retry-for 60
+VERIFY_ARGS_cic_ussd := --retry-for 60
 VENV := .venv
 PY := $(VENV)/bin/python
 CONTRACTS := .cache/contracts/.fetched

@@ -6,6 +6,7 @@ backends add theirs to the same table. Users stream through in chunks, so memory
 flat at 100,000 users.
 """
 import logging
+import time
 from dataclasses import dataclass, field
 
 from .contracts import ACCOUNTS_INDEX, FAUCET, TOKEN, function
@@ -153,7 +154,7 @@ def select_checks(include, exclude, skip_custodial, available=None):
     return active
 
 
-def run_checks(ctx, users, active, table=None, stop_on_failure=False):
+def run_checks(ctx, users, active, table=None, stop_on_failure=False, retry_for=0.0):
     """Run the active checks over a stream of users; returns one Result per check in the table."""
     table = table or CHECKS
     results = {name: Result(name, skipped=name not in active) for name in table}
@@ -161,20 +162,30 @@ def run_checks(ctx, users, active, table=None, stop_on_failure=False):
     for user in users:
         chunk.append(user)
         if len(chunk) >= CHUNK:
-            _run_chunk(ctx, chunk, active, results, table)
+            _run_chunk(ctx, chunk, active, results, table, retry_for)
             chunk = []
             if stop_on_failure and any(r.failed for r in results.values()):
                 break
     else:
         if chunk:
-            _run_chunk(ctx, chunk, active, results, table)
+            _run_chunk(ctx, chunk, active, results, table, retry_for)
     return list(results.values())
 
 
-def _run_chunk(ctx, chunk, active, results, table):
+def _run_chunk(ctx, chunk, active, results, table, retry_for):
+    """Check a chunk; with ``retry_for`` re-check the failing users (backing off) until they pass or
+    the time is up, for engines that finish an account's transactions after answering."""
     for name in active:
         check = table[name][0]
-        results[name].add(chunk, check(ctx, chunk))
+        failures = check(ctx, chunk)
+        deadline = time.monotonic() + retry_for
+        delay = 0.2
+        while failures and time.monotonic() < deadline:
+            time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
+            delay = min(delay * 2, 5.0)
+            retried = check(ctx, [u for u in chunk if u.address in failures])
+            failures = {a: r for a, r in failures.items() if a in retried}
+        results[name].add(chunk, failures)
 
 
 def iter_users(datadir, chain_spec, old_chain, missing: list):

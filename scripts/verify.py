@@ -26,6 +26,8 @@ def build_parser():
     parser.add_argument("--skip-custodial", action="store_true", help="leave out the custodial checks")
     parser.add_argument("--balance-adjust", metavar="N|P%", help="add N smallest units or P percent to the "
                                                                   "expected balance")
+    parser.add_argument("--retry-for", type=float, default=0.0, metavar="S",
+                        help="re-check failing users for up to S seconds (engines that finish after answering)")
     parser.add_argument("-x", "--exit-on-error", action="store_true", help="stop at the first failing check")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     parser.add_argument("datadir", help="data directory after the import")
@@ -50,7 +52,7 @@ def main(argv=None):
     ctx = Context(network, settings, parse_balance_adjust(args.balance_adjust))
     missing = []
     users = iter_users(datadir, network.chain_spec, ChainSpec.parse(settings.get("CHAIN_OLD_SPEC")), missing)
-    results = run_checks(ctx, users, active, stop_on_failure=args.exit_on_error)
+    results = run_checks(ctx, users, active, stop_on_failure=args.exit_on_error, retry_for=args.retry_for)
     failed = bool(missing) or any(r.failed for r in results)
     if args.json:
         print(json.dumps({"imported_missing": missing, "checks": [r.__dict__ for r in results],
