@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import anvil
+from . import anvil, engine, redis_server
 from .process import DevnetError
 
 log = logging.getLogger(__name__)
@@ -47,10 +47,22 @@ CONTRACTS = Step("contracts", run=_contracts)
 # ENGINE = Step("engine", service=worker.service), META = Step("meta", service=meta_server.service),
 # USSD = Step("ussd", service=ussd_server.service).
 CHAIN = (ANVIL, CONTRACTS)
+
+
+def _engine_roles(devnet) -> StepResult:
+    setup = engine.setup_roles(devnet.settings, devnet.state_dir, devnet.deployment())
+    return StepResult("roles", ", ".join(setup.done) if setup.done else "kept",
+                      " ".join(f"{tag}={address}" for tag, address in setup.roles.items()))
+
+
+REDIS = Step("redis", service=redis_server.service)
+ROLES = Step("roles", run=_engine_roles)
+ENGINE = Step("engine", service=engine.service)
+CUSTODIAL = (REDIS, ROLES, ENGINE)  # the cic-eth engine: broker, role accounts, worker
 BACKEND_STEPS = {
     "eth": CHAIN,  # + (META,)
-    "cic_eth": CHAIN,  # + (REDIS, ENGINE, META)
-    "cic_ussd": CHAIN,  # + (REDIS, ENGINE, META, USSD)
+    "cic_eth": CHAIN + CUSTODIAL,  # + (META,)
+    "cic_ussd": CHAIN + CUSTODIAL,  # + (META, USSD)
 }
 BACKENDS = tuple(BACKEND_STEPS)
 
