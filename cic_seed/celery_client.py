@@ -67,12 +67,10 @@ class CicEthApi:
             raise ServiceUnavailable(f"cannot reach the celery broker at {_broker(self.app)} ({e}): "
                                      f"{BROKER_HINT}") from None
 
-    def create_account(self, chain_spec, callback_param, register=True, password="", root_id=None,
-                       create_id=None) -> str:
-        """Send Api.create_account's chain: check_lock -> create, whose links are the success callback
-        and (with ``register``) reserve_nonce('ACCOUNT_REGISTRY_WRITER') -> register. Returns the root id,
-        which the redis callback repeats as ``root_id``. ``root_id``/``create_id`` fix the task ids
-        in advance, so a resumed run can journal them first and read the create result later."""
+    def create_account_signature(self, chain_spec, callback_param, register=True, password="", root_id=None,
+                                 create_id=None):
+        """Api.create_account's chain, unsent: check_lock -> create, whose links are the success callback
+        and (with ``register``) reserve_nonce('ACCOUNT_REGISTRY_WRITER') -> register."""
         spec = chain_spec_dict(chain_spec)
         s_check = self._signature("cic_eth.admin.ctrl.check_lock", [password, spec, LOCK_CREATE])
         s_account = self._signature("cic_eth.eth.account.create", [spec])
@@ -87,7 +85,15 @@ class CicEthApi:
             s_nonce = self._signature("cic_eth.eth.nonce.reserve_nonce", [spec, "ACCOUNT_REGISTRY_WRITER"])
             s_nonce.link(self._signature("cic_eth.eth.account.register", [spec]))
             s_account.link(s_nonce)
-        return self._send(s_check).id
+        return s_check
+
+    def create_account(self, chain_spec, callback_param, register=True, password="", root_id=None,
+                       create_id=None) -> str:
+        """Send Api.create_account's chain (see ``create_account_signature``). Returns the root id, which
+        the redis callback repeats as ``root_id``. ``root_id``/``create_id`` fix the task ids in advance,
+        so a resumed run can journal them first and read the create result later."""
+        return self._send(self.create_account_signature(chain_spec, callback_param, register, password,
+                                                        root_id, create_id)).id
 
     def created_address(self, create_id: str):
         """The address a ``create`` task returned, from the result backend; None if it has not run."""
