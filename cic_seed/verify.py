@@ -9,6 +9,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
+from . import meta_checks
 from .contracts import ACCOUNTS_INDEX, FAUCET, TOKEN, function
 from .errors import UsageError
 from .registry import faucet_amount
@@ -60,6 +61,12 @@ class Context:
         self.balance_adjust = balance_adjust
         self._faucet_amount = None
         self.clients = {}
+
+    def close(self):
+        """Close the clients the checks opened (the meta client holds connections)."""
+        meta = self.clients.pop("meta", None)
+        if meta is not None:
+            meta.close()
 
     @property
     def faucet_amount(self) -> int:
@@ -141,6 +148,7 @@ CHECKS = {
     "gas": (check_gas, True),
     "faucet": (check_faucet, True),
     "local_key": (check_local_key, True),
+    **meta_checks.CHECKS,
 }
 
 

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import anvil, engine, redis_server
+from . import anvil, engine, meta_server, redis_server
 from .process import DevnetError
 
 log = logging.getLogger(__name__)
@@ -59,10 +59,11 @@ REDIS = Step("redis", service=redis_server.service)
 ROLES = Step("roles", run=_engine_roles)
 ENGINE = Step("engine", service=engine.service)
 CUSTODIAL = (REDIS, ROLES, ENGINE)  # the cic-eth engine: broker, role accounts, worker
+META = Step("meta", service=meta_server.service)
 BACKEND_STEPS = {
-    "eth": CHAIN,  # + (META,)
-    "cic_eth": CHAIN + CUSTODIAL,  # + (META,)
-    "cic_ussd": CHAIN + CUSTODIAL,  # + (META, USSD)
+    "eth": CHAIN + (META,),
+    "cic_eth": CHAIN + CUSTODIAL + (META,),
+    "cic_ussd": CHAIN + CUSTODIAL + (META,),  # + (USSD,)
 }
 BACKENDS = tuple(BACKEND_STEPS)
 

@@ -52,7 +52,10 @@ def main(argv=None):
     ctx = Context(network, settings, parse_balance_adjust(args.balance_adjust))
     missing = []
     users = iter_users(datadir, network.chain_spec, ChainSpec.parse(settings.get("CHAIN_OLD_SPEC")), missing)
-    results = run_checks(ctx, users, active, stop_on_failure=args.exit_on_error, retry_for=args.retry_for)
+    try:
+        results = run_checks(ctx, users, active, stop_on_failure=args.exit_on_error, retry_for=args.retry_for)
+    finally:
+        ctx.close()
     failed = bool(missing) or any(r.failed for r in results)
     if args.json:
         print(json.dumps({"imported_missing": missing, "checks": [r.__dict__ for r in results],

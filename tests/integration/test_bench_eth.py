@@ -49,6 +49,8 @@ def test_bench_eth(devnet, tmp_path):
         measure("record_height", 1, "scripts/record_height.py", datadir, env=env),
         measure("import_users", N, "eth/import_users.py", datadir, env=env),
         measure("import_balance", N, "eth/import_balance.py", datadir, env=env),
+        measure("import_meta", N, "cic_meta/import_meta.py", datadir, env=env),
+        measure("import_meta_phone", N, "cic_meta/import_meta_phone.py", datadir, env=env),
         measure("verify", N, "scripts/verify.py", "--exclude", "local_key", datadir, env=env),
     ]
     end_to_end = time.monotonic() - started

@@ -7,7 +7,7 @@ import pytest
 from devnet import engine
 
 from scriptrun import create_users, run_script, start_script
-from test_eth_import import entry_count
+from test_eth_import import META_CHECKS, entry_count
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ def seed(datadir, env, *import_args):
 
 
 def verify(datadir, env):
-    return run_script("scripts/verify.py", "--retry-for", 60, "--json", datadir, env=env)
+    return run_script("scripts/verify.py", "--retry-for", 60, "--exclude", META_CHECKS, "--json", datadir, env=env)
 
 
 def test_custodial_seed_passes_every_check(custodial, tmp_path):
