@@ -53,12 +53,11 @@ def main(argv=None):
         if total is not None and len(importer.done) >= total:
             print(f"import_users: all {total} users of {args.datadir} are imported already: nothing to do")
             return 0
-        progress.update(len(importer.done))
         importer.progress = progress
         importer.run(datadir.iter_old(skipped))
         if args.batch_delay:
             time.sleep(args.batch_delay)
-    print(f"import_users: {len(importer.done)} users imported; {progress.summary()}")
+    print(f"import_users: {len(importer.done)} of {total} users imported; this run: {progress.summary()}")
     problems = importer.problems(api.queue, f"{listener.host_callback}:{listener.port_callback}")
     problems += [f"skipped {error}" for error in skipped]
     for line in problems:

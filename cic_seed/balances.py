@@ -229,7 +229,6 @@ def run_balances(settings, datadir, args):
                          gas_price(network.rpc, settings.int("CHAIN_GAS_PRICE")))
     with payer.journal, Progress(len(amounts), "import_balance") as progress:
         payer.resume()
-        progress.update(len(payer.state.paid))
         payer.progress = progress
         if not payer.state.paid and not payer.state.sent:  # a fresh run: say up front what it all costs
             payer.check_funds(amounts.total(), amounts.count_nonzero())
@@ -239,4 +238,4 @@ def run_balances(settings, datadir, args):
             log.error("skipped %s", error)
         raise IncompleteRun(f"{len(skipped)} corrupt balances.csv lines skipped (first: {skipped[0]}): "
                             "fix them, then run again")
-    return f"import_balance: {len(payer.state.paid)} of {len(amounts)} users paid; {progress.summary()}"
+    return f"import_balance: {len(payer.state.paid)} of {len(amounts)} users paid; this run: {progress.summary()}"

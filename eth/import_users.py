@@ -66,12 +66,11 @@ def main(argv=None):
         remaining = (total or 0) - len(importer.done)
         require_gas(network, wallet, remaining * (importer.gas_gift + 2 * TX_GAS * price), f"{remaining} users")
         importer.progress = progress
-        progress.update(len(importer.done))
         for chunk in chunks(datadir.iter_old(skipped), args.batch_size):
             importer.import_batch(chunk)
             if args.batch_delay:
                 time.sleep(args.batch_delay)
-    print(f"import_users: {len(importer.done)} users registered; {progress.summary()}")
+    print(f"import_users: {len(importer.done)} of {total} users registered; this run: {progress.summary()}")
     if skipped:
         for error in skipped:
             print(f"import_users: skipped {error}", file=sys.stderr)
