@@ -335,8 +335,7 @@ class Generation:
         for name in GENERATED + DERIVED:
             _remove(root / name)
         for name in GENERATED:
-            if (self.staging / name).exists():
-                os.rename(self.staging / name, root / name)
+            os.rename(self.staging / name, root / name)
         self.staging.rmdir()
         atomic_write(root / MARKER, json.dumps(arguments, sort_keys=True, indent=1) + "\n")
         logger.info("committed %d users to %s", self.count, root)

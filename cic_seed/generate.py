@@ -136,20 +136,24 @@ def _location(rng: random.Random) -> dict:
     return location
 
 
-def make_person(rng: random.Random, fake: Faker, now: int, *, phones_seen: set,
+def make_person(rng: random.Random, fake, now: int, *, phones_seen: set,
                 old_chain: ChainSpec = OLD_CHAIN, tags: tuple = DEFAULT_TAGS,
                 gift_threshold: int = 0, decimals: int = 6) -> GeneratedUser:
     """One user drawn from ``rng`` and ``fake`` only; ``phones_seen`` (ints) keeps phones unique.
+
+    ``fake`` is a Faker from ``make_faker`` or, faster, a dict of its per-locale generators
+    (``fake[locale]`` is all that is used).
 
     The opening balance is 0..gift_threshold whole tokens, in the smallest unit (x 10**decimals).
     """
     locale = rng.choice(LOCALES)
     names = fake[locale]
+    names_rng = names.random
     lists = name_lists(locale)
     gender = rng.choices(GENDERS, cum_weights=GENDER_CUM_WEIGHTS)[0]
     first_kind = {"female": "first_names_female", "male": "first_names_male"}.get(gender, "first_names")
-    given = lists[first_kind].draw(names.random)
-    family = lists["last_names"].draw(names.random)
+    given = lists[first_kind].draw(names_rng)
+    family = lists["last_names"].draw(names_rng)
     tel = _unique_phone(rng, phones_seen)
     email = None
     if rng.random() < 0.25:
@@ -171,7 +175,8 @@ def generate_users(seed, count: int, *, old_chain: ChainSpec = OLD_CHAIN, tags: 
                    gift_threshold: int = 0, decimals: int = 6) -> Iterator[GeneratedUser]:
     """``count`` users for ``seed``, one at a time (memory: only the set of phones used)."""
     rng = make_rng(seed)
-    fake = make_faker(seed)
+    faker = make_faker(seed)
+    fake = {locale: faker[locale] for locale in LOCALES}  # skips the proxy's lookup per user
     now = reference_time(seed)
     phones_seen = set()
     for _ in range(count):
