@@ -21,10 +21,15 @@ BROKER_HINT = "start the devnet (make devnet-up BACKEND=cic_eth) or point CELERY
 
 
 def make_app(broker_url: str, result_url: str) -> celery.Celery:
-    """A bare celery app (no tasks) that talks json and protocol 2, as cic-eth's does."""
+    """A bare celery app (no tasks) that talks json and protocol 2, as cic-eth's does.
+
+    The broker is also set as the read and write URL: celery lets an environment variable
+    CELERY_BROKER_URL override ``broker_url``, which would silently ignore --broker-url."""
     app = celery.Celery("cic-seed-client", broker=broker_url, backend=result_url, set_as_current=False)
-    app.conf.update(task_serializer="json", result_serializer="json", accept_content=["json"], task_protocol=2,
+    app.conf.update(broker_read_url=broker_url, broker_write_url=broker_url, task_serializer="json", result_serializer="json", accept_content=["json"], task_protocol=2,
                     broker_connection_retry_on_startup=False, broker_connection_max_retries=1,
+                    result_backend_transport_options={"retry_policy": {"max_retries": 2, "interval_start": 0.2,
+                                                                       "interval_step": 0.3, "interval_max": 1}},
                     task_publish_retry_policy={"max_retries": 2, "interval_start": 0.2, "interval_step": 0.5})
     return app
 
@@ -51,9 +56,12 @@ class CicEthApi:
     def _signature(self, name, args, queue=None):
         return self.app.signature(name, args=list(args), queue=queue or self.queue)
 
-    def _send(self, signature):
+    def _send(self, signature, want_result=True):
+        """Publish; without ``want_result`` the client does not subscribe to the task's result (a redis
+        round trip per message saved; the message then carries celery's ``ignore_result`` header)."""
+        options = {} if want_result else {"ignore_result": True}
         try:
-            return signature.apply_async(queue=self.queue)
+            return signature.apply_async(queue=self.queue, **options)
         except kombu.exceptions.OperationalError as e:
             raise ServiceUnavailable(f"cannot reach the celery broker at {_broker(self.app)} ({e}): "
                                      f"{BROKER_HINT}") from None
@@ -93,7 +101,7 @@ class CicEthApi:
         the redis callback repeats as ``root_id``. ``root_id``/``create_id`` fix the task ids in advance,
         so a resumed run can journal them first and read the create result later."""
         return self._send(self.create_account_signature(chain_spec, callback_param, register, password,
-                                                        root_id, create_id)).id
+                                                        root_id, create_id), want_result=False).id
 
     def created_address(self, create_id: str):
         """The address a ``create`` task returned, from the result backend; None if it has not run."""
@@ -134,7 +142,7 @@ def api_from_settings(settings) -> CicEthApi:
 
 
 def _broker(app):
-    return app.conf.broker_url
+    return app.conf.broker_write_url
 
 
 def _backend(app):

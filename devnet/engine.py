@@ -49,7 +49,8 @@ def worker_answers(broker_url: str, queue: str, timeout: float = 0.5) -> bool:
     from celery import Celery
 
     app = Celery("devnet-engine-ping", broker=broker_url, set_as_current=False)
-    app.conf.broker_connection_retry_on_startup = False
+    app.conf.update(broker_connection_retry_on_startup=False, broker_read_url=broker_url,
+                    broker_write_url=broker_url)
     node = f"{queue}@{socket.gethostname()}"
     try:
         replies = app.control.ping(destination=[node], timeout=timeout)

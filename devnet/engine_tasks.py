@@ -228,9 +228,11 @@ TASKS = (
 
 def make_app(settings, state_dir, tracker=True) -> Celery:
     """The engine's celery app: redis broker and result backend, json, protocol 2, tasks by cic-eth name."""
-    app = Celery("cic-eth-devnet", broker=settings.get("CELERY_BROKER_URL"),
-                 backend=settings.get("CELERY_RESULT_URL"), set_as_current=False)
-    app.conf.update(task_serializer="json", result_serializer="json", accept_content=["json"], task_protocol=2,
+    broker = settings.get("CELERY_BROKER_URL")
+    app = Celery("cic-eth-devnet", broker=broker, backend=settings.get("CELERY_RESULT_URL"), set_as_current=False)
+    # read/write URLs too: celery would let an environment CELERY_BROKER_URL win over ``broker``
+    app.conf.update(broker_read_url=broker, broker_write_url=broker, task_serializer="json",
+                    result_serializer="json", accept_content=["json"], task_protocol=2,
                     task_default_queue=settings.get("CELERY_QUEUE", "cic-eth"), task_acks_late=True,
                     task_reject_on_worker_lost=True, result_expires=3600, worker_prefetch_multiplier=8,
                     broker_connection_retry_on_startup=True, broker_transport_options={"visibility_timeout": 120},
