@@ -110,10 +110,13 @@ class Datadir:
             existing = existing.parent
         if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
             raise DatadirError(f"cannot write to {existing}: choose a writable --dir")
-        if self.path.is_dir() and not (force or reset):
-            if any(entry.name != STAGING for entry in os.scandir(self.path)):
-                raise DatadirError(f"datadir {self.path} is not empty: pass --force to replace its data, "
-                                   "--reset to empty it first, or choose another --dir")
+        names = {entry.name for entry in os.scandir(self.path)} - {STAGING} if self.path.is_dir() else set()
+        if names and not (force or reset):
+            raise DatadirError(f"datadir {self.path} is not empty: pass --force to replace its data, "
+                               "--reset to empty it first, or choose another --dir")
+        if names and reset and not names & {MARKER, STAGING, *GENERATED, *DERIVED}:
+            raise DatadirError(f"{self.path} does not look like a datadir (no old/, .complete, ...): "
+                               "--reset will not empty it; choose another --dir")
 
     def create(self, force: bool = False, reset: bool = False) -> "Generation":
         """Check, empty the datadir if ``reset``, and open a staging area for a new generation."""

@@ -11,7 +11,7 @@ import secrets
 import sys
 
 from cic_seed.chainspec import ChainSpec
-from cic_seed.cli import base_parser, print_config, run, settings_from_args, setup_logging
+from cic_seed.cli import base_parser, parse, run
 from cic_seed.datadir import Datadir
 from cic_seed.errors import UsageError
 from cic_seed.generate import DEFAULT_TAGS, generate_users
@@ -71,12 +71,7 @@ def same_generation(marker, arguments: dict, seed_given: bool) -> bool:
 
 
 def main(argv=None) -> int:
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbosity)
-    settings = settings_from_args(args)
-    if args.print_config:
-        print_config(settings)
-        return 0
+    args, settings = parse(build_parser(), argv)
     count = whole(args.user_count, "user_count", minimum=1)
     arguments = {
         "format": FORMAT,

@@ -114,6 +114,8 @@ def test_check_protects_a_non_empty_datadir(tmp_path):
         Datadir(tmp_path / "file" / "below").check()
     Datadir(tmp_path / "new" / "deeper").check()
     assert not (tmp_path / "new").exists()
+    with pytest.raises(DatadirError, match="does not look like a datadir"):
+        Datadir(tmp_path / "full").check(reset=True)  # --dir . --reset must not wipe a checkout
     (tmp_path / "crashed" / ".partial").mkdir(parents=True)  # only a dead run's staging: treated as empty
     Datadir(tmp_path / "crashed").check()
 
