@@ -9,7 +9,7 @@ import time
 
 from cic_seed.celery_client import api_from_settings
 from cic_seed.chainspec import ChainSpec
-from cic_seed.cli import add_redis_args, base_parser, print_config, run, settings_from_args, setup_logging
+from cic_seed.cli import add_redis_args, base_parser, parse, run
 from cic_seed.custodial import CustodialImporter
 from cic_seed.datadir import Datadir
 from cic_seed.errors import IncompleteRun, UsageError
@@ -32,12 +32,7 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbosity)
-    settings = settings_from_args(args)
-    if args.print_config:
-        print_config(settings)
-        return 0
+    args, settings = parse(build_parser(), argv)
     if args.batch_size < 1 or args.timeout <= 0:
         raise UsageError("--batch-size must be at least 1 and --timeout above 0")
     chain_spec = ChainSpec.parse(settings.get("CIC_CHAIN_SPEC"))

@@ -1,6 +1,6 @@
 """The command line every backend's import_balance.py shares (the balances are paid the same way)."""
 from .balances import add_balance_args, run_balances
-from .cli import add_chain_args, add_token_arg, base_parser, print_config, settings_from_args, setup_logging
+from .cli import add_chain_args, add_token_arg, base_parser, parse
 from .datadir import Datadir
 
 
@@ -14,11 +14,6 @@ def build_parser(description: str):
 
 
 def balance_main(description: str, argv=None) -> int:
-    args = build_parser(description).parse_args(argv)
-    setup_logging(args.verbosity)
-    settings = settings_from_args(args)
-    if args.print_config:
-        print_config(settings)
-        return 0
+    args, settings = parse(build_parser(description), argv)
     print(run_balances(settings, Datadir(args.datadir), args))
     return 0

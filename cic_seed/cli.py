@@ -65,6 +65,19 @@ def add_ussd_arg(parser):
     parser.add_argument("--ussd-provider", dest="USSD_PROVIDER", metavar="URL", help="cic-ussd server")
 
 
+def parse(parser, argv=None):
+    """Parse the flags, set up logging and load the settings -> (args, settings).
+
+    With ``--print-config`` it prints the effective settings and exits 0, as ``--help`` does."""
+    args = parser.parse_args(argv)
+    setup_logging(args.verbosity)
+    settings = settings_from_args(args)
+    if args.print_config:
+        print_config(settings)
+        parser.exit(0)
+    return args, settings
+
+
 def settings_from_args(args):
     flags = {k: v for k, v in vars(args).items() if k.isupper()}
     return load_settings(args.config_dir, flags)
@@ -97,6 +110,8 @@ def run(main, argv=None) -> int:
     except SeedError as e:
         print(f"{name}: error: {e}", file=sys.stderr)
         return e.exit_code
+    except SystemExit as e:  # --help, --print-config and argparse's usage errors (status 2)
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     except KeyboardInterrupt:
         print(f"{name}: interrupted; run it again to continue", file=sys.stderr)
         return 130

@@ -7,7 +7,7 @@ and to kill: a re-run continues with the same keys and sends nothing twice.
 import sys
 import time
 
-from cic_seed.cli import add_chain_args, base_parser, print_config, run, settings_from_args, setup_logging
+from cic_seed.cli import add_chain_args, base_parser, parse, run
 from cic_seed.datadir import Datadir
 from cic_seed.errors import IncompleteRun, UsageError
 from cic_seed.progress import Progress
@@ -43,12 +43,7 @@ def chunks(iterable, size):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbosity)
-    settings = settings_from_args(args)
-    if args.print_config:
-        print_config(settings)
-        return 0
+    args, settings = parse(build_parser(), argv)
     if args.batch_size < 1:
         raise UsageError("--batch-size must be at least 1")
     datadir = Datadir(args.datadir)

@@ -5,7 +5,7 @@ registrations.
 """
 import sys
 
-from cic_seed.cli import add_chain_args, base_parser, print_config, run, settings_from_args, setup_logging
+from cic_seed.cli import add_chain_args, base_parser, parse, run
 from cic_seed.height import record_height
 from cic_seed.rpc import RpcClient
 
@@ -19,12 +19,7 @@ def build_parser():
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbosity)
-    settings = settings_from_args(args)
-    if args.print_config:
-        print_config(settings)
-        return 0
+    args, settings = parse(build_parser(), argv)
     rpc = RpcClient(settings.require("ETH_PROVIDER", "pass -p/--provider"))
     height, recorded = record_height(args.datadir, rpc, args.force)
     print(f"block height {height} {'recorded' if recorded else 'kept (recorded earlier)'} in {args.datadir}")

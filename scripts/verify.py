@@ -8,8 +8,7 @@ import json
 import sys
 
 from cic_seed.chainspec import ChainSpec
-from cic_seed.cli import (add_chain_args, add_meta_arg, add_token_arg, add_ussd_arg, base_parser, print_config,
-                          run, settings_from_args, setup_logging)
+from cic_seed.cli import add_chain_args, add_meta_arg, add_token_arg, add_ussd_arg, base_parser, parse, run
 from cic_seed.datadir import Datadir
 from cic_seed.registry import connect_from_settings
 from cic_seed.verify import CHECKS, Context, iter_users, parse_balance_adjust, run_checks, select_checks
@@ -39,12 +38,7 @@ def _names(values):
 
 
 def main(argv=None):
-    args = build_parser().parse_args(argv)
-    setup_logging(args.verbosity)
-    settings = settings_from_args(args)
-    if args.print_config:
-        print_config(settings)
-        return 0
+    args, settings = parse(build_parser(), argv)
     active = select_checks(_names(args.include), _names(args.exclude), args.skip_custodial)
     datadir = Datadir(args.datadir)
     datadir.require_complete()
