@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import anvil, engine, meta_server, redis_server
+from . import anvil, engine, meta_server, redis_server, ussd_server
 from .process import DevnetError
 
 log = logging.getLogger(__name__)
@@ -60,10 +60,11 @@ ROLES = Step("roles", run=_engine_roles)
 ENGINE = Step("engine", service=engine.service)
 CUSTODIAL = (REDIS, ROLES, ENGINE)  # the cic-eth engine: broker, role accounts, worker
 META = Step("meta", service=meta_server.service)
+USSD = Step("ussd", service=ussd_server.service)
 BACKEND_STEPS = {
     "eth": CHAIN + (META,),
     "cic_eth": CHAIN + CUSTODIAL + (META,),
-    "cic_ussd": CHAIN + CUSTODIAL + (META,),  # + (USSD,)
+    "cic_ussd": CHAIN + CUSTODIAL + (META, USSD),
 }
 BACKENDS = tuple(BACKEND_STEPS)
 
