@@ -179,10 +179,14 @@ def new_session() -> str:
     return uuid.uuid4().hex
 
 
-def check_ussd(ctx, users) -> dict:
-    """verify check ``ussd``: a fresh ``text=''`` dial from each user's phone finds it registered.
+def check_ussd(ctx, users):
+    """verify check ``ussd``: a fresh ``text=''`` dial from the phone of each user imported through USSD
+    (``user.via_ussd``) finds it registered. None when no user of the chunk was: the check does not apply.
 
     Dials run 16 at a time; an HTTP error or an unreachable service fails the users it concerns."""
+    users = [u for u in users if getattr(u, "via_ussd", True)]
+    if not users:
+        return None
     with client_from_settings(ctx.settings, timeout=10.0) as client:
         client.retries = 2
         try:

@@ -9,7 +9,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from . import meta_checks
+from . import meta_checks, ussd_client
 from .contracts import ACCOUNTS_INDEX, FAUCET, TOKEN, function
 from .errors import UsageError
 from .registry import faucet_amount
@@ -29,6 +29,7 @@ class User:
     person: dict      # the new/ record as written
     tags: tuple
     opening_balance: int
+    via_ussd: bool = False  # imported by cic_ussd/import_users.py (its journal has the user done)
 
 
 @dataclass
@@ -149,6 +150,7 @@ CHECKS = {
     "faucet": (check_faucet, True),
     "local_key": (check_local_key, True),
     **meta_checks.CHECKS,
+    "ussd": (ussd_client.check_ussd, True),  # only users imported through USSD; else skipped
 }
 
 
@@ -166,32 +168,38 @@ def run_checks(ctx, users, active, table=None, stop_on_failure=False, retry_for=
     """Run the active checks over a stream of users; returns one Result per check in the table."""
     table = table or CHECKS
     results = {name: Result(name, skipped=name not in active) for name in table}
+    inapplicable = set()  # checks that answered None: they apply to none of a chunk's users
     chunk = []
     for user in users:
         chunk.append(user)
         if len(chunk) >= CHUNK:
-            _run_chunk(ctx, chunk, active, results, table, retry_for)
+            _run_chunk(ctx, chunk, active, results, table, retry_for, inapplicable)
             chunk = []
             if stop_on_failure and any(r.failed for r in results.values()):
                 break
     else:
         if chunk:
-            _run_chunk(ctx, chunk, active, results, table, retry_for)
+            _run_chunk(ctx, chunk, active, results, table, retry_for, inapplicable)
+    for name in inapplicable:
+        results[name].skipped = not (results[name].ok or results[name].failed)
     return list(results.values())
 
 
-def _run_chunk(ctx, chunk, active, results, table, retry_for):
+def _run_chunk(ctx, chunk, active, results, table, retry_for, inapplicable):
     """Check a chunk; with ``retry_for`` re-check the failing users (backing off) until they pass or
     the time is up, for engines that finish an account's transactions after answering."""
     for name in active:
         check = table[name][0]
         failures = check(ctx, chunk)
+        if failures is None:
+            inapplicable.add(name)
+            continue
         deadline = time.monotonic() + retry_for
         delay = 0.2
         while failures and time.monotonic() < deadline:
             time.sleep(min(delay, max(0.0, deadline - time.monotonic())))
             delay = min(delay * 2, 5.0)
-            retried = check(ctx, [u for u in chunk if u.address in failures])
+            retried = check(ctx, [u for u in chunk if u.address in failures]) or {}
             failures = {a: r for a, r in failures.items() if a in retried}
         results[name].add(chunk, failures)
 
@@ -200,6 +208,7 @@ def iter_users(datadir, chain_spec, old_chain, missing: list):
     """Every generated user with its imported record; users with no import yet go to ``missing``."""
     balances = datadir.balances()
     tags = datadir.tags()
+    via_ussd = {r[1] for r in datadir.journal("cic_ussd_import_users").records() if r[0] == "done"}
     for old_person in datadir.iter_old():
         old = old_person.old_address(old_chain)
         new = datadir.phone_address(old_person.tel, new=True)
@@ -212,4 +221,5 @@ def iter_users(datadir, chain_spec, old_chain, missing: list):
         if address is None:
             missing.append(old)
             continue
-        yield User(address, old, person.tel, person.serialize(), tags.get(old, ()), balances.get(old, 0))
+        yield User(address, old, person.tel, person.serialize(), tags.get(old, ()), balances.get(old, 0),
+                   old[2:].upper() in via_ussd)
