@@ -26,7 +26,7 @@ WRITER_FUNDS = 10_000 * WEI
 # keys the worker must see exactly as the orchestrator does (they may come from -c DIR or flags)
 WORKER_KEYS = ("CELERY_BROKER_URL", "CELERY_RESULT_URL", "CELERY_QUEUE", "ETH_PROVIDER", "CIC_CHAIN_SPEC",
                "DEVNET_ENGINE_DB", "CHAIN_GAS_PRICE")
-CONCURRENCY = 16
+CONCURRENCY = 4
 
 
 def build_command(python: str = sys.executable, concurrency: int = CONCURRENCY) -> list:

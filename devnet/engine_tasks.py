@@ -17,6 +17,7 @@ import redis
 from celery import Celery, bootsteps
 from celery._state import _set_task_join_will_block
 
+from cic_seed.celery_client import PlainReprAMQP
 from cic_seed.chainspec import ChainSpec
 from cic_seed.config import devnet_state_dir, load_settings
 from cic_seed.errors import SeedError
@@ -28,7 +29,7 @@ from .engine_tracker import Tracker, queue_registration
 
 log = logging.getLogger(__name__)
 
-DEFAULT_CONCURRENCY = 16
+DEFAULT_CONCURRENCY = 4  # threads: the tasks never block long; more threads only fight for the GIL
 
 
 class LockedError(Exception):
@@ -229,7 +230,8 @@ TASKS = (
 def make_app(settings, state_dir, tracker=True) -> Celery:
     """The engine's celery app: redis broker and result backend, json, protocol 2, tasks by cic-eth name."""
     broker = settings.get("CELERY_BROKER_URL")
-    app = Celery("cic-eth-devnet", broker=broker, backend=settings.get("CELERY_RESULT_URL"), set_as_current=False)
+    app = Celery("cic-eth-devnet", broker=broker, backend=settings.get("CELERY_RESULT_URL"), set_as_current=False,
+                 amqp=PlainReprAMQP)
     # read/write URLs too: celery would let an environment CELERY_BROKER_URL win over ``broker``
     app.conf.update(broker_read_url=broker, broker_write_url=broker, task_serializer="json",
                     result_serializer="json", accept_content=["json"], task_protocol=2,

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 STALL_SECONDS = 10.0
-PERIOD = 0.05  # a busy tracker steps at most this often: fewer, fuller blocks
+PERIOD = 0.2  # a busy tracker steps at most this often: fewer, fuller blocks (anvil mines a block per step)
 MAX_IN_FLIGHT = 1500  # sent but unmined transactions: more only make the node's pool slow
 MAX_TRIES = 5
 LEASE_SECONDS = 5
@@ -123,8 +123,8 @@ class Tracker:
         changed = set()
         for account in self.redis.lpop(self.keys["queue"], BATCH) or []:
             account = _text(account)
-            if account not in self.items:
-                self.items[account] = _item({"stage": "add"}, probe=True)
+            if account not in self.items:  # fresh from register: nothing to probe (a duplicate add reverts)
+                self.items[account] = _item({"stage": "add"}, probe=False)
                 changed.add(account)
         self._probe(changed)
         sent = self._send(changed)

@@ -2,6 +2,7 @@
 messages, the callback listener, and the errors a user sees when a service is missing."""
 import base64
 import json
+import socket
 import time
 import uuid
 
@@ -13,9 +14,13 @@ from cic_seed.errors import ServiceUnavailable
 from cic_seed.redis_callback import CallbackListener
 from devnet.redis_server import RedisService, build_command
 
-from conftest import free_port
-
 pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 SPEC = {"arch": "evm", "fork": "bloxberg", "network_id": 8996, "common_name": None, "custom": []}
 

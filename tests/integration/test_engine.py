@@ -24,9 +24,13 @@ from devnet.engine_keys import KeyStore, keystore_from_settings
 from devnet.process import DevnetError
 from devnet.redis_server import RedisService, build_command, wait_ready
 
-from conftest import free_port
-
 pytestmark = pytest.mark.integration
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 SPEC_2022 = {"arch": "evm", "fork": "bloxberg", "network_id": 8996, "common_name": None, "custom": []}
 SPEC_2021 = {"engine": "evm", "common_name": "bloxberg", "network_id": 8996, "tag": None}
@@ -314,3 +318,59 @@ def test_an_unreachable_broker_names_the_url_and_the_fix(custodial):
     api = CicEthApi(make_app("redis://127.0.0.1:1/0", "redis://127.0.0.1:1/0"))
     with pytest.raises(ServiceUnavailable, match=r"redis://127.0.0.1:1/0.*make devnet-up"):
         api.create_account(SPEC_2022, "127.0.0.1:1:0:x")
+
+
+def _cpu_seconds(pid):
+    """utime + stime of a process and its children (from /proc)."""
+    total = 0
+    for p in [pid, *os.popen(f"pgrep -P {pid}").read().split()]:
+        try:
+            fields = open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / os.sysconf("SC_CLK_TCK")
+
+
+@pytest.mark.bench
+def test_bench_custodial_accounts_end_to_end(custodial, network):
+    """BENCH_ACCOUNTS (2000) accounts through the real client and engine: created (callback), added,
+    gas, giveTo. Prints the rates and the CPU each process spent per account."""
+    count = int(os.environ.get("BENCH_ACCOUNTS", "2000"))
+    window = int(os.environ.get("BENCH_WINDOW", "500"))
+    settings = custodial.settings
+    api = api_from_settings(settings)
+    pids = {name: int((custodial.state_dir / f"{name}.pid").read_text().split()[0])
+            for name in ("anvil", "redis", "engine")}
+    cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
+    client_before = time.process_time()
+    entry_count = "0x0cbb0f83"
+    entries = int(network.rpc.call("eth_call", [{"to": network.accounts_index, "data": entry_count}, "latest"]), 16)
+    started = time.monotonic()
+    with listener_from_settings(settings) as listener:
+        roots, waiting = [], set()
+        while len(roots) < count or waiting:
+            while len(roots) < count and len(waiting) < window:
+                roots.append(api.create_account(SPEC_2022, listener.param))
+                waiting.add(roots[-1])
+            for reply in listener.poll(0.05):
+                waiting.discard(reply.root_id)
+            assert time.monotonic() - started < 1200, f"{len(waiting)} callbacks missing"
+        called_back = time.monotonic() - started
+        addresses = [listener.replies[r].address for r in roots]
+    deadline = time.monotonic() + 600
+    while int(network.rpc.call("eth_call", [{"to": network.accounts_index, "data": entry_count}, "latest"]),
+              16) < entries + count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    added = time.monotonic() - started
+    states = wait_onboarded(network, addresses[-20:], timeout=600)  # the tracker works in arrival order
+    onboarded = time.monotonic() - started
+    states = wait_onboarded(network, addresses, timeout=120)
+    assert all(have and gas > 0 and not usable for have, gas, usable in states)
+    client_cpu = time.process_time() - client_before
+    cpu = {name: _cpu_seconds(pid) - cpu_before[name] for name, pid in pids.items()}
+    print(f"\n{count} custodial accounts: callbacks {count / called_back:.1f}/s ({called_back:.1f} s), "
+          f"added {count / added:.1f}/s, end to end (add, gas, giveTo mined) {count / onboarded:.1f}/s "
+          f"({onboarded:.1f} s)")
+    print("CPU ms per account: " + ", ".join(f"{name} {1000 * seconds / count:.1f}"
+                                              for name, seconds in {**cpu, "client": client_cpu}.items()))
