@@ -150,8 +150,10 @@ class Creator:
                     self._serve(*clients)
             except SeedError as e:
                 log.error("account creation paused: %s; retrying in %.1f s", e, delay)
-                self._stop.wait(delay)
-                delay = min(delay * 2, 10.0)
+            except Exception:  # noqa: BLE001 - the thread must outlive a redis, celery or database hiccup
+                log.exception("account creation paused; retrying in %.1f s", delay)
+            self._stop.wait(delay)
+            delay = min(delay * 2, 10.0)
 
     def _connect(self, stack):
         from cic_seed.celery_client import api_from_settings
@@ -229,7 +231,8 @@ class Creator:
                 continue
             tries = self._meta_due.get(account.phone, (None, None, 0, 0))[3] + 1
             delay = min(0.5 * 2 ** tries, 30.0)
-            log.warning("cannot write the phone pointer of %s yet (%s); retrying in %.1f s", account.phone, error, delay)
+            log.log(logging.WARNING if tries == 1 else logging.DEBUG, "cannot write the phone pointer of %s yet "
+                    "(%s); retrying in %.1f s", account.phone, error, delay)
             self._meta_due[account.phone] = (account, address, time.monotonic() + delay, tries)
         now = time.monotonic()
         for phone, (account, address, due, tries) in list(self._meta_due.items()):
