@@ -55,6 +55,7 @@ class UssdImporter:
         self.done = set()  # old ADDR
         self.failures = []
         self.offered_again = set()  # old ADDR: requested earlier, but the service offered the menu again
+        self.stopped = None  # why dialling stopped early (the service went away), else None
         self._finished = []  # done records not journalled yet
         self._lock = threading.Lock()
 
@@ -80,7 +81,9 @@ class UssdImporter:
                 if len(batch) >= self.batch_size:
                     self._batch(pool, resolver, batch)
                     batch = []
-            if batch:
+                    if self.stopped:
+                        break
+            if batch and not self.stopped:
                 self._batch(pool, resolver, batch)
             while resolver.waiting():
                 resolver.wait_below(1, timeout=0.5)
@@ -99,6 +102,8 @@ class UssdImporter:
         """The 2022 flow: a ``text=''`` dial each, then a language choice for the unknown phones."""
         sessions = [new_session() for _ in batch]
         answers = list(pool.map(lambda p, s: _try(self.client.dial, p.tel, s, ""), batch, sessions))
+        if all(isinstance(a, ServiceUnavailable) for a in answers):
+            self.stopped = str(answers[0])  # nobody can get through: don't spend the retries on everyone
         ready, choose, fresh = [], [], []
         for person, session, answer in zip(batch, sessions, answers):
             old = address_hex(person.old_address())
@@ -137,6 +142,8 @@ class UssdImporter:
         self.requested.update(old for _, old in fresh)
         code = self.client.service_code
         answers = list(pool.map(lambda p: _try(self.client.dial, p.tel, new_session(), code), dial))
+        if answers and all(isinstance(a, ServiceUnavailable) for a in answers):
+            self.stopped = str(answers[0])
         for person, answer in zip(dial, answers):
             if isinstance(answer, str) and classify(answer) == "registered":
                 ready.append(person)
@@ -187,6 +194,8 @@ class UssdImporter:
                  self.failures[:MAX_LISTED]]
         if len(self.failures) > MAX_LISTED:
             lines.append(f"... and {len(self.failures) - MAX_LISTED} more users")
+        if self.stopped:
+            lines.append(f"stopped dialling, the users after these were not dialled: {self.stopped}")
         return lines
 
 

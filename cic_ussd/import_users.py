@@ -64,8 +64,9 @@ def main(argv=None):
     for line in problems:
         print(f"import_users: {line}", file=sys.stderr)
     if problems:
-        raise IncompleteRun(f"{len(importer.failures) + len(skipped)} users not imported (named above): fix the "
-                            "cause and run again; a re-run picks up only those")
+        missing = total - len(importer.done) if total is not None else len(importer.failures) + len(skipped)
+        raise IncompleteRun(f"{missing} users not imported (see above): fix the cause and run again; "
+                            "a re-run picks up only those")
     return 0
 
 

@@ -88,6 +88,30 @@ def test_service_down_is_one_line_and_a_rerun_finishes(net, tmp_path):
     assert entry_count(net.settings) == before + 6
 
 
+def test_service_going_away_mid_run_stops_dialling_and_a_rerun_finishes(net, tmp_path):
+    datadir = tmp_path / "out"
+    create_users(datadir, 60, net.env, seed=48)
+    run_script("scripts/record_height.py", datadir, env=net.env, check=True)
+    before = entry_count(net.settings)
+    server = ussd_server.service(net.settings, net.state_dir)
+    proc = start_script("cic_ussd/import_users.py", "--batch-size", 5, "--timeout", 10, datadir, env=net.env)
+    journal = datadir / JOURNAL
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and not (journal.exists() and journal.read_text().count("done") >= 5):
+        time.sleep(0.02)
+    server.stop()
+    try:
+        out, err = proc.communicate(timeout=120)
+    finally:
+        server.start()
+    assert proc.returncode == 1, out + err
+    assert "stopped dialling" in err and "cannot reach the USSD service" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 23  # at most 20 users named, then counts, not one line per user
+    seed(datadir, net.env)
+    assert verify(datadir, net.env)[0].returncode == 0
+    assert entry_count(net.settings) == before + 60
+
+
 def test_pointers_that_never_appear_are_named_and_a_rerun_creates_nobody_twice(net, tmp_path):
     datadir = tmp_path / "out"
     create_users(datadir, 80, net.env, seed=44)
