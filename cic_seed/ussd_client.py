@@ -93,6 +93,7 @@ class UssdClient:
         return self
 
     def close(self):
+        """Close every worker thread's connection."""
         with self._lock:
             connections, self._by_thread = list(self._by_thread.values()), {}
         for connection in connections:

@@ -60,6 +60,7 @@ class UssdImporter:
         self._lock = threading.Lock()
 
     def resume(self):
+        """Read the journal: who was requested, who is done."""
         for kind, old, *_ in self.journal.records():
             if kind == "requested":
                 self.requested.add(old)
@@ -238,6 +239,7 @@ class PointerResolver:
         self._thread.join()
 
     def add(self, people):
+        """Start polling the phone pointers of ``people`` (just dialled)."""
         now = time.monotonic()
         with self._cond:
             for person in people:
@@ -247,6 +249,7 @@ class PointerResolver:
             self._cond.notify_all()
 
     def waiting(self) -> int:
+        """Users still polled."""
         with self._cond:
             return len(self._heap) + self._busy
 

@@ -153,6 +153,7 @@ class PhoneTable:
             return [Account(*row) for row in self._db.execute(sql, args).fetchall()]
 
     def get(self, phone: str) -> Account | None:
+        """The account of ``phone``, or None."""
         rows = self._rows(f"SELECT {self.COLUMNS} FROM account WHERE phone = ?", (phone,))
         return rows[0] if rows else None
 
@@ -165,6 +166,7 @@ class PhoneTable:
         return Account(phone, "pending", None, language, root_id, create_id) if cursor.rowcount == 1 else None
 
     def set_status(self, phone: str, status: str, address=None):
+        """Move an account on (``created`` with its address, then ``ready``)."""
         with self._lock:
             self._db.execute("UPDATE account SET status = ?, address = COALESCE(?, address) WHERE phone = ?",
                              (status, address, phone))
@@ -174,6 +176,7 @@ class PhoneTable:
         return self._rows(f"SELECT {self.COLUMNS} FROM account WHERE status != 'ready' ORDER BY created")
 
     def counts(self) -> dict:
+        """status -> number of accounts."""
         with self._lock:
             return dict(self._db.execute("SELECT status, COUNT(*) FROM account GROUP BY status").fetchall())
 
@@ -187,6 +190,7 @@ class Sessions:
         self._lock = threading.Lock()
 
     def get(self, session_id, phone):
+        """(phone, menu, page) of an open session of ``phone``, else None."""
         with self._lock:
             item = self._items.get(session_id)
         return item if item is not None and item[0] == phone else None
@@ -204,6 +208,7 @@ class Sessions:
 
 
 def language_menu(page: int) -> str:
+    """The language menu (page 0, 1, ...) in the fallback locale, sw, as 2022 cic-ussd shows it."""
     first = page * PAGE
     lines = [LANGUAGE_TITLE] + [f"{i + 1}. {name}" for i, (_, name) in enumerate(LANGUAGES[first:first + PAGE], first)]
     if first + PAGE < len(LANGUAGES):
@@ -225,6 +230,7 @@ class Menu:
         self.sessions = Sessions()
 
     def answer(self, dial: Dial):
+        """(HTTP status, text) for a dial; Rejected for an invalid phone."""
         if dial.service_code not in self.service_codes:
             return 200, WRONG_CODE.format(code=self.service_codes[0])
         phone = e164(dial)

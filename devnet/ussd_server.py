@@ -129,6 +129,7 @@ class Creator:
         self._meta_due = {}  # phone -> (account, address, due, tries)
 
     def submit(self, account):
+        """Have the account created (called once per new phone, after its row is stored)."""
         self._new.put(account)
 
     def start(self):
@@ -262,6 +263,7 @@ def listen_address(settings):
 
 
 def db_path(state_dir) -> Path:
+    """The phone table's SQLite file in the state dir."""
     return Path(state_dir) / "ussd.sqlite"
 
 
