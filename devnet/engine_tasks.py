@@ -22,6 +22,7 @@ from cic_seed.chainspec import ChainSpec
 from cic_seed.config import devnet_state_dir, load_settings
 from cic_seed.errors import SeedError
 from cic_seed.signer import Signer
+from cic_seed.transactions import wait_receipts
 
 from .engine_chain import ROLES, NonceAllocator, connect_engine_chain, hex0x, network_id_of, send_raw
 from .engine_keys import keystore_from_settings, normalize_address
@@ -81,6 +82,7 @@ class Engine:
             raise ValueError(f"chain spec {chain_spec!r} is not this engine's chain (network id {self.chain_id})")
 
     def callback_client(self, host, port, db):
+        """A redis client per callback destination, kept for the worker's life."""
         key = (host, int(port), int(db))
         with self._lock:
             if key not in self._callback_clients:
@@ -161,7 +163,7 @@ def gift(self, account_address, chain_spec_dict):
     if balance < chain.gas_needed:
         _refill(engine, account_address, 0, True)
     tx = chain.give_to_tx(Signer(key), nonce)
-    _send(engine, None, [tx])
+    _send(engine, [tx])
     return ["0x" + tx.raw.hex()]
 
 
@@ -195,18 +197,16 @@ def noop(result, param, status_code):
 def _refill(engine, recipient, extra, wait):
     chain = engine.chain
     tx = chain.gas_tx(normalize_address(recipient), engine.nonces.reserve(chain.gifter.address), extra)
-    _send(engine, chain.gifter, [tx])
+    _send(engine, [tx])
     if wait:
-        from cic_seed.transactions import wait_receipts
         wait_receipts(chain.rpc, [tx.hash], timeout=30)
     return tx
 
 
-def _send(engine, role, txs):
+def _send(engine, txs):
+    """Send or raise; a refused role nonce leaves a gap, which the tracker fills when it stalls."""
     for tx, error in zip(txs, send_raw(engine.chain.rpc, txs)):
         if error is not None:
-            if role is not None:
-                engine.nonces.fill_gaps(role, engine.chain.gas_price)
             raise RuntimeError(f"the node refused tx {tx.hash}: {error.message}")
 
 

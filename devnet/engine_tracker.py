@@ -235,8 +235,12 @@ class Tracker:
             role = {"add": self.chain.writer, "gas": self.chain.gifter}.get(item["stage"])
             if isinstance(known, dict) and known.get("blockNumber") is None:
                 item["t"] = now  # still in the node's pool: maybe behind a nonce gap of its sender
+                item["waits"] = item.get("waits", 0) + 1
                 if role is not None:
                     self.stalled.add(role)
+                else:
+                    log.warning("%s tx %s of %s waits in the node's pool for %d s: is the node mining?",
+                                item["stage"], item["tx"], account, item["waits"] * STALL_SECONDS)
                 continue
             log.info("%s tx %s of %s %s: probing again", item["stage"], item["tx"], account,
                      "was lost" if known is None else "was mined unseen")

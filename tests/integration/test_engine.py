@@ -18,6 +18,7 @@ from cic_seed.redis_callback import listener_from_settings
 from cic_seed.registry import connect_from_settings
 from cic_seed.rpc import RpcClient
 from cic_seed.signer import Signer
+from cic_seed.transactions import wait_receipts
 from devnet import engine
 from devnet.engine_chain import ACCOUNT_REGISTRY_WRITER, CHECK, GAS_GIFTER, HAVE, NonceAllocator, address_arg
 from devnet.engine_keys import KeyStore, keystore_from_settings
@@ -205,6 +206,34 @@ def test_worker_stopped_mid_run_and_restarted_loses_nothing_and_creates_nothing_
         assert all(ks.address_for_root(r) for r in roots)
     states = wait_onboarded(network, sorted(addresses), timeout=180)
     assert sum(1 for have, gas, usable in states if have and gas > 0 and not usable) == count
+
+
+def test_refill_gas_and_gift_tasks_by_name(custodial, network, bare_app):
+    """cic_eth.eth.gas.refill_gas and cic_eth.eth.account.gift, as the tracker of a real cic-eth sends them."""
+    from devnet.deploy import deployer_key
+
+    api = api_from_settings(custodial.settings)
+    with listener_from_settings(custodial.settings) as listener:
+        root = api.create_account(SPEC_2022, listener.param, register=False)
+        address = listener.wait([root], 60)[root].address
+    stranger = Signer.generate().address
+    raw = bare_app.send_task("cic_eth.eth.gas.refill_gas", [stranger, SPEC_2022], queue="cic-eth").get(timeout=30)
+    assert raw.startswith("0x") and len(raw) > 100
+    deadline = time.monotonic() + 30
+    while network.rpc.balances([stranger])[0] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert network.rpc.balances([stranger])[0] > 0
+    # gift needs the account in the index: the index owner adds it (no tracker involved)
+    owner = Signer(deployer_key())
+    add = owner.sign(nonce=network.rpc.nonce(owner.address), gas_price=network.rpc.gas_price() * 2, gas=200_000,
+                     to=network.accounts_index, data=bytes.fromhex("0a3b0a4f") + address_arg(address), chain_id=8996)
+    network.rpc.call("eth_sendRawTransaction", ["0x" + add.raw.hex()])
+    wait_receipts(network.rpc, [add.hash], timeout=30)
+    [signed] = bare_app.send_task("cic_eth.eth.account.gift", [address[2:].lower(), SPEC_2022],
+                                  queue="cic-eth").get(timeout=60)
+    assert signed.startswith("0x")
+    [(have, gas, usable)] = wait_onboarded(network, [address], timeout=30)
+    assert have and gas > 0 and not usable
 
 
 def test_roles_are_set_up_once_funded_and_authorised(custodial, network):
