@@ -26,6 +26,7 @@ BATCH = 500
 class PaymentState:
     paid: set = field(default_factory=set)
     sent: dict = field(default_factory=dict)  # account -> tx hash, receipt not seen yet
+    raw: dict = field(default_factory=dict)   # tx hash -> raw bytes journalled with it
 
 
 def load_state(journal) -> PaymentState:
@@ -36,6 +37,7 @@ def load_state(journal) -> PaymentState:
         kind, account = record[0], record[1]
         if kind == "sent":
             state.sent[account] = record[2]
+            state.raw[record[2]] = bytes.fromhex(record[3]) if len(record) > 3 else None
         elif kind == "paid":
             state.paid.add(account)
             state.sent.pop(account, None)
@@ -72,7 +74,7 @@ class BalancePayer:
                 lost.append((account, tx_hash))
         resent = []
         for account, tx_hash in lost:
-            raw = self.datadir.read_tx(tx_hash)
+            raw = self.state.raw.get(tx_hash) or self.datadir.read_tx(tx_hash)
             error = broadcast(rpc, [_Raw(raw)])[0] if raw else RpcError(0, "raw transaction missing")
             if error is None or "known" in error.message.lower():
                 resent.append((account, tx_hash))
@@ -132,7 +134,7 @@ class BalancePayer:
                                     chain_id=self.network.chain_id) for account, amount in users]
             self.datadir.write_txs(txs)
             # the intent is on disk before anything can be mined
-            self.journal.append([("sent", account, tx.hash) for (account, _), tx in zip(users, txs)])
+            self.journal.append([("sent", account, tx.hash, tx.raw.hex()) for (account, _), tx in zip(users, txs)])
             for (account, _), tx in zip(users, txs):
                 self.state.sent[account] = tx.hash
             for tx, error in zip(txs, broadcast(self.network.rpc, txs)):

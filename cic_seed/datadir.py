@@ -253,10 +253,11 @@ class Datadir:
         return Journal(self.path / "journal" / f"{name}.log")
 
     def write_txs(self, txs):
-        """Keep signed transactions (``.hash``, ``.raw`` bytes) as ``txs/<hash>``; durable on return."""
+        """Keep signed transactions (``.hash``, ``.raw`` bytes) as ``txs/<hash>``, a record of what was sent.
+
+        Not synced: the import journals carry what a resume needs, with one fsync per batch."""
         for tx in txs:
             atomic_write(self.path / "txs" / tx.hash.lower(), "0x" + bytes(tx.raw).hex(), durable=False)
-        os.sync()  # one flush for the whole batch instead of an fsync per file
 
     def read_tx(self, tx_hash: str) -> bytes | None:
         """The raw bytes of a kept transaction, or None."""

@@ -1,21 +1,25 @@
 """Sovereign-wallet import (the ``eth`` path): every user gets a key of their own.
 
-Per user, in batches: a new key (v3 keyfile in ``keystore/``) and the ``new/`` record are
-written and journalled as ``planned`` *before* any transaction, so a re-run reuses the
-same address; then the importer wallet sends ``add(address)`` to the AccountsIndex and a
-little gas, and the new account calls the faucet's ``giveTo`` itself, as a custodial
-account would. What is already on chain is read back first, so nothing is sent twice:
-registered accounts are not added again, funded ones get no more gas, and a used faucet
-is not called again. ``done`` is journalled when all three are mined.
+Per user, in batches: a new key is made, its v3 keyfile and the ``new/`` record are written,
+and the keyfile is journalled as ``planned`` (one fsync per batch) *before* any transaction
+names the address, so a re-run reuses the same key even if the keystore file was lost. Then
+the importer wallet sends ``add(address)`` to the AccountsIndex and a little gas, and the new
+account calls the faucet's ``giveTo`` itself, as a custodial account would. What is on chain
+is read back first, so nothing is sent twice: registered accounts are not added again, funded
+ones get no more gas, a used faucet is not called again. ``done`` is journalled when all three
+are mined.
+
+Batches overlap: while the node mines one batch's wallet transactions, the next batch's keys
+and files are made; then the first batch's faucet calls go out.
 """
+import json
 import logging
-import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .contracts import ACCOUNTS_INDEX, FAUCET, function
-from .datadir import address_hex
+from .datadir import address_hex, atomic_write
 from .errors import ChainError
-from .signer import Signer, load_keyfile, write_keyfile
+from .signer import Signer, load_keyfile
 from .transactions import TX_GAS, WalletNonces, send_all, succeeded, wait_receipts
 
 log = logging.getLogger(__name__)
@@ -29,6 +33,14 @@ class Planned:
     @property
     def address(self):
         return self.signer.address
+
+
+@dataclass
+class Batch:
+    users: list
+    added: list = field(default_factory=list)     # users whose add(address) this run sent
+    wallet_txs: list = field(default_factory=list)
+    to_faucet: list = field(default_factory=list)
 
 
 class SovereignImporter:
@@ -46,60 +58,87 @@ class SovereignImporter:
         self.kdf_iterations = kdf_iterations
         self.progress = progress
         self.nonces = WalletNonces(network.rpc, wallet.address)
-        self.planned = {}  # old ADDR -> new checksum address
+        self.planned = {}  # old ADDR -> (new checksum address, keyfile JSON)
         self.done = set()  # old ADDR
 
     def resume(self):
         for kind, old, *rest in self.journal.records():
             if kind == "planned":
-                self.planned[old] = rest[0]
+                self.planned[old] = (rest[0], rest[1] if len(rest) > 1 else None)
             elif kind == "done":
                 self.done.add(old)
 
-    def import_batch(self, people: list):
-        """Register, fund and faucet one batch of old-chain Persons."""
+    def run(self, chunks):
+        """Import chunks of old-chain Persons, one batch's mining overlapping the next one's set-up."""
+        in_flight = None
+        for people in chunks:
+            batch = self._start(people)
+            if in_flight is not None:
+                self._complete(in_flight)
+            in_flight = batch
+        if in_flight is not None:
+            self._complete(in_flight)
+
+    def _start(self, people) -> Batch | None:
+        """Plan keys, read what the chain already has, send the wallet's transactions (no wait)."""
         planned = []
-        batch = [self._plan(p, planned) for p in people if address_hex(p.old_address()) not in self.done]
-        if not batch:
+        users = [self._plan(p, planned) for p in people if address_hex(p.old_address()) not in self.done]
+        if not users:
+            return None
+        self.journal.append(planned)  # the keys are on disk before any transaction names them
+        registered = self._read(users, ACCOUNTS_INDEX, "have", self.network.accounts_index)
+        unused_faucet = [t == 0 for t in self._read(users, FAUCET, "nextTime", self.network.faucet)]
+        balances = self.network.rpc.balances([u.address for u in users])
+        batch = Batch(users)
+        batch.added = [u for u, have in zip(users, registered) if have is not True]
+        funded = [u for u, wei, unused in zip(users, balances, unused_faucet) if unused and wei < self.gas_gift // 2]
+        batch.to_faucet = [u for u, unused in zip(users, unused_faucet) if unused]
+        batch.wallet_txs = self._send_from_wallet(batch.added, funded)
+        return batch
+
+    def _complete(self, batch: Batch | None):
+        """Wait for the wallet's transactions, have the accounts call the faucet, journal them done."""
+        if batch is None:
             return
-        if planned:
-            os.sync()  # keyfiles and new/ records reach the disk before the journal names them
-            self.journal.append(planned)
-        rpc = self.network.rpc
-        registered = self._read(batch, ACCOUNTS_INDEX, "have", self.network.accounts_index)
-        unused_faucet = [t == 0 for t in self._read(batch, FAUCET, "nextTime", self.network.faucet)]
-        balances = rpc.balances([u.address for u in batch])
-        to_add = [u for u, have in zip(batch, registered) if have is not True]
-        to_fund = [u for u, wei, unused in zip(batch, balances, unused_faucet) if unused and wei < self.gas_gift // 2]
-        self._send_from_wallet(to_add, to_fund)
-        self._call_faucet([u for u, unused in zip(batch, unused_faucet) if unused])
-        self.journal.append([self._finish(user) for user in batch])
+        self._check_wallet_receipts(batch)
+        self._call_faucet(batch.to_faucet)
+        self.journal.append([self._finish(user) for user in batch.users])
 
     def _plan(self, person, planned: list) -> Planned:
         old = address_hex(person.old_address())
         known = self.planned.get(old)
         if known:
-            keyfile = self.datadir.keystore_dir / f"{address_hex(known)}.json"
-            person.add_identity(self.network.chain_spec, known)
-            return Planned(person, load_keyfile(keyfile, self.password))
+            return Planned(person, self._restore(person, *known))
         signer = Signer.generate()
-        self.datadir.keystore_dir.mkdir(parents=True, exist_ok=True)
-        # not fsynced one by one: the batch is synced at once before the journal names it
-        write_keyfile(self.datadir.keystore_dir / f"{address_hex(signer.address)}.json", signer, self.password,
-                      self.kdf_iterations, durable=False)
+        keyfile = json.dumps(signer.keyfile_json(self.password, self.kdf_iterations), separators=(",", ":"))
+        atomic_write(self._keyfile_path(signer.address), keyfile, mode=0o600, durable=False)
         person.add_identity(self.network.chain_spec, signer.address)
         self.datadir.write_new(person, signer.address, queue_meta=False)
-        planned.append(("planned", old, signer.address))
-        self.planned[old] = signer.address
+        planned.append(("planned", old, signer.address, keyfile))
+        self.planned[old] = (signer.address, keyfile)
         return Planned(person, signer)
 
-    def _read(self, batch, contract, name, to):
-        fn = function(contract, name)
-        return [fn.decode(a) for a in self.network.rpc.eth_calls([(to, fn.hexdata(u.address)) for u in batch])]
+    def _restore(self, person, address, keyfile_json):
+        """The key a previous run planned for this user; its keyfile is rewritten if it was lost."""
+        path = self._keyfile_path(address)
+        if keyfile_json and not path.exists():
+            atomic_write(path, keyfile_json, mode=0o600, durable=False)
+        person.add_identity(self.network.chain_spec, address)
+        if not self.datadir.new_path(address).exists():
+            self.datadir.write_new(person, address, queue_meta=False)
+        return load_keyfile(path, self.password)
 
-    def _send_from_wallet(self, to_add, to_fund):
+    def _keyfile_path(self, address):
+        self.datadir.keystore_dir.mkdir(parents=True, exist_ok=True)
+        return self.datadir.keystore_dir / f"{address_hex(address)}.json"
+
+    def _read(self, users, contract, name, to):
+        fn = function(contract, name)
+        return [fn.decode(a) for a in self.network.rpc.eth_calls([(to, fn.hexdata(u.address)) for u in users])]
+
+    def _send_from_wallet(self, to_add, to_fund) -> list:
         if not to_add and not to_fund:
-            return
+            return []
         add = function(ACCOUNTS_INDEX, "add")
         chain_id = self.network.chain_id
         with self.nonces.reserve() as next_nonce:
@@ -110,10 +149,15 @@ class SovereignImporter:
                                      value=self.gas_gift, chain_id=chain_id) for u in to_fund]
             self.datadir.write_txs(txs)
             send_all(self.network.rpc, txs, "an importer transaction")
-        receipts = wait_receipts(self.network.rpc, [tx.hash for tx in txs])
-        failed = [tx.hash for tx in txs if not succeeded(receipts[tx.hash])]
+        return txs
+
+    def _check_wallet_receipts(self, batch: Batch):
+        if not batch.wallet_txs:
+            return
+        receipts = wait_receipts(self.network.rpc, [tx.hash for tx in batch.wallet_txs])
+        failed = [tx.hash for tx in batch.wallet_txs if not succeeded(receipts[tx.hash])]
         if failed:
-            recheck = self._read(to_add, ACCOUNTS_INDEX, "have", self.network.accounts_index)
+            recheck = self._read(batch.added, ACCOUNTS_INDEX, "have", self.network.accounts_index)
             if not all(have is True for have in recheck):
                 raise ChainError(f"{len(failed)} registration or gas transactions reverted (first {failed[0]}): "
                                  f"is {self.wallet.address} a writer on the AccountsIndex "

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import anvil, engine, meta_server, redis_server, ussd_server
+from . import anvil, engine, meta_server, miner, redis_server, ussd_server
 from .process import DevnetError
 
 log = logging.getLogger(__name__)
@@ -46,7 +46,8 @@ CONTRACTS = Step("contracts", run=_contracts)
 # Later services are one entry each, e.g. REDIS = Step("redis", service=redis_server.service),
 # ENGINE = Step("engine", service=worker.service), META = Step("meta", service=meta_server.service),
 # USSD = Step("ussd", service=ussd_server.service).
-CHAIN = (ANVIL, CONTRACTS)
+MINER = Step("miner", service=miner.service)
+CHAIN = (ANVIL, MINER, CONTRACTS)
 
 
 def _engine_roles(devnet) -> StepResult:

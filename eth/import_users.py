@@ -42,6 +42,14 @@ def chunks(iterable, size):
         yield chunk
 
 
+def paced(batches, delay):
+    """The batches, with ``delay`` seconds between them (none by default)."""
+    for i, batch in enumerate(batches):
+        if i and delay:
+            time.sleep(delay)
+        yield batch
+
+
 def main(argv=None):
     args, settings = parse(build_parser(), argv)
     if args.batch_size < 1:
@@ -61,10 +69,7 @@ def main(argv=None):
         remaining = (total or 0) - len(importer.done)
         require_gas(network, wallet, remaining * (importer.gas_gift + 2 * TX_GAS * price), f"{remaining} users")
         importer.progress = progress
-        for chunk in chunks(datadir.iter_old(skipped), args.batch_size):
-            importer.import_batch(chunk)
-            if args.batch_delay:
-                time.sleep(args.batch_delay)
+        importer.run(paced(chunks(datadir.iter_old(skipped), args.batch_size), args.batch_delay))
     print(f"import_users: {len(importer.done)} of {total} users registered; this run: {progress.summary()}")
     if skipped:
         for error in skipped:

@@ -114,7 +114,8 @@ def test_up_twice_changes_nothing(devnet):
              devnet.state_dir / "keystore" / "importer.json"]
     before = [(path.stat().st_mtime_ns, path.read_bytes()) for path in files]
     results = devnet.devnet.up("eth")
-    assert [(r.name, r.action) for r in results] == [("anvil", "running"), ("contracts", "kept"), ("meta", "running")]
+    assert [(r.name, r.action) for r in results] == [("anvil", "running"), ("miner", "running"), ("contracts", "kept"),
+                                                      ("meta", "running")]
     assert devnet.devnet.status()[0].pid == anvil_pid
     assert [(path.stat().st_mtime_ns, path.read_bytes()) for path in files] == before
 
@@ -156,7 +157,7 @@ def test_cli_cold_up_again_status_down_leaves_no_process(tmp_path, fresh_devnet_
     assert f"registry   {registry}" in status.stdout
 
     down = _cli(env, "down")
-    assert down.returncode == 0 and down.stdout.strip() == "stopped meta, anvil"
+    assert down.returncode == 0 and down.stdout.strip() == "stopped meta, miner, anvil"
     assert not process_alive(pid)
     assert not (state / "anvil.pid").exists() and not (state / "config").exists()
     assert "stopped" in _cli(env, "status").stdout
@@ -167,11 +168,11 @@ def test_up_after_anvil_died_redeploys_on_the_new_chain(tmp_path, fresh_devnet_e
         monkeypatch.setenv(key, value)
     net = Devnet(load_settings(), tmp_path / "state")
     try:
-        assert [r.action for r in net.up()] == ["started", "deployed", "started"]
+        assert [r.action for r in net.up()] == ["started", "started", "deployed", "started"]
         pid = net.status()[0].pid
         os.kill(pid, 9)
         assert wait_for(lambda: not net.status()[0].running, 10)
-        assert [r.action for r in net.up()] == ["started", "deployed", "running"]
+        assert [r.action for r in net.up()] == ["started", "running", "deployed", "running"]
         assert net.status()[0].pid != pid
     finally:
         net.down()

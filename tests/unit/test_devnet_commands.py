@@ -98,7 +98,7 @@ def test_config_override_is_read_by_load_settings(clean_env, tmp_path):
 
 def test_every_backend_starts_the_chain_first():
     for backend, steps in network.BACKEND_STEPS.items():
-        assert [s.name for s in steps[:2]] == ["anvil", "contracts"], backend
+        assert [s.name for s in steps[:3]] == ["anvil", "miner", "contracts"], backend
     names = [s.name for s in network.all_services()]
     assert names[0] == "anvil" and len(names) == len(set(names))
 
@@ -188,3 +188,9 @@ def test_fetched_artifacts_are_the_real_contracts():
         "GiftableToken": ["string", "string", "uint8", "uint256"], "ERC20FaucetStorage": [],
         "ERC20Faucet": ["address", "address", "address"]}
     assert all(len(artifacts.load_bytecode(name)) > 1000 for name in artifacts.CONTRACTS)
+
+
+def test_miner_command_watches_the_devnet_anvil():
+    from devnet import miner
+    command = miner.build_command("http://127.0.0.1:63545", 0.5, python="python3")
+    assert command == ["python3", "-m", "devnet.miner", "--url", "http://127.0.0.1:63545", "--interval", "0.5"]
