@@ -97,6 +97,9 @@ class Engine:
             except (SeedError, OSError, redis.RedisError) as e:
                 log.error("engine tracker stopped: %s; retrying in 2 s", e)
                 stop.wait(2)
+            except Exception:  # noqa: BLE001 - a bug must not end onboarding for the worker's life
+                log.exception("engine tracker crashed; restarting it in 2 s (it resumes from redis)")
+                stop.wait(2)
 
 
 class TrackerStep(bootsteps.StartStopStep):

@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 STALL_SECONDS = 10.0
+IDLE_MAX = 0.25  # longest sleep of an idle tracker (its first reaction to new work)
 PERIOD = 0.2  # a busy tracker steps at most this often: fewer, fuller blocks (anvil mines a block per step)
 MAX_IN_FLIGHT = 1500  # sent but unmined transactions: more only make the node's pool slow
 MAX_TRIES = 5
@@ -114,7 +115,7 @@ class Tracker:
                 self.stop.wait(max(0.0, PERIOD - (time.monotonic() - started)))
             else:
                 self.stop.wait(idle)
-                idle = min(idle * 2, 0.05)
+                idle = min(idle * 2, IDLE_MAX)
         if self.redis.get(self.keys["lease"]) in (self.node, self.node.encode()):
             self.redis.delete(self.keys["lease"])
 
