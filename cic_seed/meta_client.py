@@ -14,12 +14,12 @@ A 4xx is a ``MetaRequestError`` naming the pointer; a server that stays unreacha
 import http.client
 import json
 import logging
-import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from urllib.parse import urlsplit
 
 from .errors import SeedError, ServiceUnavailable, UsageError
+from .http_pool import ThreadConnections
 
 logger = logging.getLogger(__name__)
 
@@ -59,9 +59,8 @@ class MetaClient:
         self.retries = retries
         self.backoff = backoff
         self.signer = signer
-        self._target = None
-        self._by_thread = {}  # thread id -> its persistent connection
-        self._lock = threading.Lock()
+        self._pool = None
+        self._path = ""
 
     def open(self):
         """Check the URL and get ready (connections are made on first use)."""
@@ -72,16 +71,14 @@ class MetaClient:
             port = parts.port
         except ValueError:
             raise UsageError(f"META_URL {self.url!r} has a bad port: set META_URL or --meta-provider") from None
-        factory = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
-        self._target = (factory, parts.hostname, port, parts.path.rstrip("/"))
+        self._pool = ThreadConnections(parts.scheme, parts.hostname, port, self.timeout)
+        self._path = parts.path.rstrip("/")
         return self
 
     def close(self):
         """Close every worker's connection."""
-        with self._lock:
-            connections, self._by_thread = list(self._by_thread.values()), {}
-        for connection in connections:
-            connection.close()
+        if self._pool is not None:
+            self._pool.close()
 
     def __enter__(self):
         return self.open()
@@ -89,33 +86,18 @@ class MetaClient:
     def __exit__(self, *exc):
         self.close()
 
-    def _connection(self):
-        connection = self._by_thread.get(threading.get_ident())
-        if connection is None:
-            factory, host, port, _ = self._target
-            connection = factory(host, port, timeout=self.timeout)
-            with self._lock:
-                self._by_thread[threading.get_ident()] = connection
-        return connection
-
-    def _drop_connection(self):
-        with self._lock:
-            connection = self._by_thread.pop(threading.get_ident(), None)
-        if connection is not None:
-            connection.close()
-
     def _send(self, method, path, body, headers):
         """One request with retries; returns (status, reason, body bytes)."""
         for attempt in range(self.retries + 1):
             if attempt:
                 time.sleep(min(self.backoff * 2 ** (attempt - 1), 5.0))
             try:
-                connection = self._connection()
+                connection = self._pool.get()
                 connection.request(method, path, body=body, headers=headers or {})
                 response = connection.getresponse()
                 data = response.read()
             except (OSError, http.client.HTTPException) as e:
-                self._drop_connection()
+                self._pool.drop()
                 logger.debug("%s %s: %s (attempt %d)", method, path, e, attempt + 1)
                 if attempt == self.retries:
                     raise ServiceUnavailable(
@@ -123,14 +105,14 @@ class MetaClient:
                         "(make devnet-up) or point META_URL / --meta-provider at a running server") from None
                 continue
             if response.will_close:
-                self._drop_connection()
+                self._pool.drop()
             if response.status not in RETRY_STATUS or attempt == self.retries:
                 return response.status, response.reason, data
             logger.debug("%s %s: HTTP %d, retrying", method, path, response.status)
         raise AssertionError("unreachable")
 
     def _request(self, method, pointer, what, body=None, headers=None):
-        status, reason, data = self._send(method, f"{self._target[3]}/{pointer}", body, headers)
+        status, reason, data = self._send(method, f"{self._path}/{pointer}", body, headers)
         if status >= 400 and not (method == "GET" and status == 404):
             text = data.decode("utf-8", "replace").strip()[:200]
             raise MetaRequestError(f"cic-meta answered {method} {what} at pointer {pointer} with "

@@ -17,13 +17,13 @@ answers are retried with backoff (as the 2022 seeder retries 5xx), a 4xx is a ``
 """
 import http.client
 import json
-import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode, urlsplit
 
 from .errors import SeedError, ServiceUnavailable, UsageError
+from .http_pool import ThreadConnections
 
 PIN_PROMPTS = ("CON Please enter a new four number PIN for your account.",
                "CON Tafadhali weka pin mpya yenye nambari nne kwa akaunti yako")
@@ -72,9 +72,8 @@ class UssdClient:
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
-        self._target = None
-        self._by_thread = {}
-        self._lock = threading.Lock()
+        self._pool = None
+        self._path = ""
 
     def open(self) -> "UssdClient":
         """Check the URL (connections are made on first use)."""
@@ -87,17 +86,15 @@ class UssdClient:
             raise UsageError(f"USSD_PROVIDER {self.url!r} is not an http(s) URL: set USSD_PROVIDER or --ussd-provider")
         if not self.service_code:
             raise UsageError("USSD_SERVICE_CODE is empty: set the service code the cic-ussd server answers")
-        factory = http.client.HTTPSConnection if parts.scheme == "https" else http.client.HTTPConnection
         query = urlencode({"username": self.user, "password": self.password})
-        self._target = (factory, parts.hostname, port, f"{parts.path or ''}/?{query}")
+        self._pool = ThreadConnections(parts.scheme, parts.hostname, port, self.timeout)
+        self._path = f"{parts.path or ''}/?{query}"
         return self
 
     def close(self):
         """Close every worker thread's connection."""
-        with self._lock:
-            connections, self._by_thread = list(self._by_thread.values()), {}
-        for connection in connections:
-            connection.close()
+        if self._pool is not None:
+            self._pool.close()
 
     def __enter__(self):
         return self.open()
@@ -105,25 +102,9 @@ class UssdClient:
     def __exit__(self, *exc):
         self.close()
 
-    def _connection(self):
-        connection = self._by_thread.get(threading.get_ident())
-        if connection is None:
-            factory, host, port, _ = self._target
-            connection = factory(host, port, timeout=self.timeout)
-            with self._lock:
-                self._by_thread[threading.get_ident()] = connection
-        return connection
-
-    def _drop(self):
-        with self._lock:
-            connection = self._by_thread.pop(threading.get_ident(), None)
-        if connection is not None:
-            connection.close()
-
     def check(self):
         """Raise ServiceUnavailable unless the service accepts connections."""
-        factory, host, port, _ = self._target
-        connection = factory(host, port, timeout=min(self.timeout, 5.0))
+        connection = self._pool.factory(self._pool.host, self._pool.port, timeout=min(self.timeout, 5.0))
         try:
             connection.connect()
         except OSError as e:
@@ -147,18 +128,18 @@ class UssdClient:
             if attempt:
                 time.sleep(min(self.backoff * 2 ** (attempt - 1), 3.0))
             try:
-                connection = self._connection()
-                connection.request("POST", self._target[3], body=body, headers=headers)
+                connection = self._pool.get()
+                connection.request("POST", self._path, body=body, headers=headers)
                 response = connection.getresponse()
                 status, reason, data = response.status, response.reason, response.read()
             except (OSError, http.client.HTTPException) as e:
-                self._drop()
+                self._pool.drop()
                 if attempt == self.retries:
                     raise ServiceUnavailable(f"cannot reach the USSD service at {self.url} ({type(e).__name__}): "
                                              f"{HINT}") from None
                 continue
             if response.will_close:
-                self._drop()
+                self._pool.drop()
             if status < 500:
                 break
         text_body = data.decode("utf-8", "replace")

@@ -47,8 +47,8 @@ def test_form_and_json_bodies():
 
 
 def test_query_carries_user_and_password_as_the_2022_seeder_sends_them():
-    assert UssdClient("http://h:1/", "*1#").open()._target[3] == "/?username=&password="
-    assert UssdClient("http://h:1/ussd", "*1#", "u", "p w").open()._target[3] == "/ussd/?username=u&password=p+w"
+    assert UssdClient("http://h:1/", "*1#").open()._path == "/?username=&password="
+    assert UssdClient("http://h:1/ussd", "*1#", "u", "p w").open()._path == "/ussd/?username=u&password=p+w"
 
 
 @pytest.mark.parametrize("url", ["localhost:63315", "ftp://h/", "http://h:notaport", ""])
