@@ -161,11 +161,21 @@ class PersonUploader(_Queue):
     def __init__(self, client, datadir, progress=None, resync=False):
         super().__init__(client, datadir, "person", "meta_person", progress, resync)
         self.tags = None
+        self.merge_tags = False
         self.old_chain = OLD_CHAIN  # the generation's old chain, whose address keys tags.csv
 
     def resume(self) -> int:
         self.tags = self.datadir.tags()
+        # cic-ussd writes its own tags (ussd, individual) for the accounts it creates: keep them
+        self.merge_tags = self.datadir.journal("cic_ussd_import_users").path.exists()
         return super().resume()
+
+    def _custom(self, address, tags) -> dict:
+        if not self.merge_tags:
+            return {"tags": list(tags)}
+        existing = self.client.get(custom_pointer(address), what="custom tags") or {}
+        held = existing.get("tags") if isinstance(existing, dict) else None
+        return {"tags": list(dict.fromkeys([*(held if isinstance(held, list) else []), *tags]))}
 
     def job(self, link):
         address = link.name.split(".")[0]
@@ -180,7 +190,7 @@ class PersonUploader(_Queue):
             raise DatadirError(f"corrupt person record {link}: {e}") from None
         tags = self.tags.get(old_address) or ()
         fingerprint = hashlib.sha256(raw + b"\n" + ",".join(tags).encode()).hexdigest()[:24]
-        custom = {"tags": list(tags)}
+        custom = self._custom(address, tags) if tags else {"tags": []}
         if self.resync:
             person_ok = self.client.get(person_pointer(address), what="person") == record
             if person_ok and (not tags or self.client.get(custom_pointer(address), what="custom tags") == custom):

@@ -56,6 +56,13 @@ def test_ussd_seed_passes_every_check(net, tmp_path):
                                                    "metadata", "metadata_phone", "metadata_custom", "ussd")}
     assert entry_count(net.settings) == before + 40
     assert not list((datadir / "phone" / "meta").glob("*"))  # the phone pointers are cic-ussd's own
+    # the metadata import keeps the tags cic-ussd wrote beside the generated ones
+    from cic_seed.datadir import Datadir
+    from cic_seed.meta_client import MetaClient
+    from cic_seed.pointers import custom_pointer
+    new = sorted(Datadir(datadir).path.glob("new/*/*/*.json"))[0].stem
+    with MetaClient(net.env["META_URL"]) as client:
+        assert {"ussd", "individual"} <= set(client.get(custom_pointer(new))["tags"])
     again = run_script("cic_ussd/import_users.py", datadir, env=net.env)
     assert again.returncode == 0 and "nothing to do" in again.stdout
 
