@@ -1,5 +1,4 @@
 """Run a script as a user does and measure it: wall time and the child's own peak RSS."""
-import os
 import subprocess
 import sys
 import time
@@ -25,16 +24,22 @@ class Measured:
                 f"peak RSS {self.peak_rss_mb:6.0f} MB")
 
 
+# A small launcher runs the script and reports its child's peak RSS: a child forked from pytest
+# itself would count pytest's own pages, copied at fork time, in its ru_maxrss.
+LAUNCHER = """
+import resource, subprocess, sys
+code = subprocess.call(sys.argv[1:])
+print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr)
+sys.exit(code)
+"""
+
+
 def measure(name: str, count: int, script: str, *args, env: dict) -> Measured:
-    """Run ``script`` to completion (it must exit 0); os.wait4 gives this child's own rusage."""
+    """Run ``script`` to completion (it must exit 0); returns its wall time and peak RSS."""
     started = time.monotonic()
-    proc = subprocess.Popen([sys.executable, str(ROOT / script), *map(str, args)], env=env, cwd=ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    out, err = b"", b""
-    # read the pipes before reaping, so a chatty child cannot block on a full pipe
-    out, err = proc.stdout.read(), proc.stderr.read()
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
+    result = subprocess.run([sys.executable, "-c", LAUNCHER, sys.executable, str(ROOT / script), *map(str, args)],
+                            env=env, cwd=ROOT, capture_output=True, text=True)
     seconds = time.monotonic() - started
-    assert proc.returncode == 0, f"{script} exited {proc.returncode}:\n{out.decode()}\n{err.decode()}"
-    return Measured(name, seconds, usage.ru_maxrss / 1024, count)
+    assert result.returncode == 0, f"{script} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
+    peak_kb = int(result.stderr.strip().splitlines()[-1])
+    return Measured(name, seconds, peak_kb / 1024, count)
