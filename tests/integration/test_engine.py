@@ -362,7 +362,7 @@ def _cpu_seconds(pid):
 
 
 @pytest.mark.bench
-def test_bench_custodial_accounts_end_to_end(custodial, network):
+def test_bench_cic_eth_custodial_accounts_end_to_end(custodial, network):
     """BENCH_ACCOUNTS (2000) accounts through the real client and engine: created (callback), added,
     gas, giveTo. Prints the rates and the CPU each process spent per account."""
     count = int(os.environ.get("BENCH_ACCOUNTS", "2000"))
