@@ -38,6 +38,7 @@ def main(argv=None):
     chain_spec = ChainSpec.parse(settings.get("CIC_CHAIN_SPEC"))
     datadir = Datadir(args.datadir)
     total = datadir.require_complete().get("user_count")
+    datadir.claim_import("cic_eth")
     api = api_from_settings(settings)
     api.check()
     skipped = []

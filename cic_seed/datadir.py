@@ -16,6 +16,7 @@ PTR is a cic-meta pointer (64 lower-case hex digits), PP/QQ its first two byte p
 ``txs/<hash>``              raw signed transactions sent (0x hex)
 ``journal/<name>.log``      append-only resume journals of the import scripts
 ``.complete``               JSON arguments of the generation, written last; absent = incomplete
+``.import``                 the backend (eth, cic_eth, cic_ussd) that imports it; one per datadir
 ``.partial/``               a generation being written; moved into place when it is complete
 ==========================  ===============================================================
 
@@ -43,7 +44,8 @@ logger = logging.getLogger(__name__)
 MARKER = ".complete"
 STAGING = ".partial"
 GENERATED = ("old", "phone", "balances.csv", "tags.csv")
-DERIVED = ("new", "meta", "txs", "journal")  # import results: stale once the generation changes
+DERIVED = ("new", "meta", "txs", "journal", ".import")  # import results: stale once the generation changes
+IMPORTED_BY = ".import"
 QUEUES = {"person": "meta", "phone": os.path.join("phone", "meta")}
 
 
@@ -142,6 +144,19 @@ class Datadir:
             return json.loads(text)
         except ValueError:
             raise DatadirError(f"{self.path / MARKER} is corrupt: generate again with --force") from None
+
+    def claim_import(self, backend: str) -> None:
+        """Record that ``backend`` imports this datadir; refuse if another backend did already
+        (a second backend would give every user a second account)."""
+        path = self.path / IMPORTED_BY
+        try:
+            earlier = path.read_text().strip()
+        except FileNotFoundError:
+            atomic_write(path, backend + "\n")
+            return
+        if earlier != backend:
+            raise DatadirError(f"{self.path} was imported through {earlier}; importing it through {backend} too would "
+                               "give its users second accounts: use another datadir (--dir / DATADIR=...)")
 
     def require_complete(self) -> dict:
         """The generation's arguments; DatadirError if the datadir holds no complete generation."""

@@ -46,6 +46,7 @@ def main(argv=None):
     chain_spec = ChainSpec.parse(settings.get("CIC_CHAIN_SPEC"))
     datadir = Datadir(args.datadir)
     total = datadir.require_complete().get("user_count")
+    datadir.claim_import("cic_ussd")
     skipped = []
     with client_from_settings(settings, args.json_body) as client, \
             MetaClient(settings.get("META_URL"), workers=16, retries=3) as meta, \

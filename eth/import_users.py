@@ -56,6 +56,7 @@ def main(argv=None):
         raise UsageError("--batch-size must be at least 1")
     datadir = Datadir(args.datadir)
     total = datadir.require_complete().get("user_count")
+    datadir.claim_import("eth")
     network = connect_from_settings(settings)
     wallet = load_wallet(settings)
     require_writer(network, wallet)

@@ -49,6 +49,9 @@ def test_seed_then_verify_and_verify_notices_a_wrong_balance(devnet, tmp_path):
     assert {c["name"]: c["ok"] for c in report["checks"] if not c["skipped"]} == \
         {"accounts_index": 40, "balance": 40, "gas": 40, "faucet": 40, "metadata": 40, "metadata_phone": 40,
          "metadata_custom": 40}
+    # a second backend on the same datadir would give everyone a second account: refused
+    other = run_script("cic_eth/import_users.py", datadir, env=devnet.env)
+    assert other.returncode == 2 and "was imported through eth" in other.stderr
     # a user whose expected balance differs must be named and fail the run
     lines = (datadir / "balances.csv").read_text().splitlines()
     address, amount = lines[0].split(",")
