@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from cic_seed import artifacts
+from cic_seed.contracts import bytes32_id
 from cic_seed.errors import ChainError
 
 from .anvil import rpc_call
@@ -42,14 +43,6 @@ CALL_GAS = 300_000
 RECEIPT_TIMEOUT = 60
 ADDRESS_OF = "bb34534c"  # addressOf(bytes32)
 WEI = 10 ** 18
-
-
-def bytes32(text: str) -> bytes:
-    """A registry identifier or token symbol: UTF-8, left-aligned, zero-padded to 32 bytes."""
-    raw = text.encode()
-    if len(raw) > 32:
-        raise ValueError(f"{text!r} is longer than 32 bytes")
-    return raw.ljust(32, b"\0")
 
 
 def create_address(sender: str, nonce: int) -> str:
@@ -151,7 +144,7 @@ class _Batch:
 def _plan(batch: _Batch, importer: str, faucet_units: int, importer_units: int) -> dict:
     """Queue the whole deployment; returns the contract addresses it will create."""
     deployer = batch.sender
-    registry = batch.create("Registry", ["bytes32[]"], [[bytes32(i) for i in IDENTIFIERS]])
+    registry = batch.create("Registry", ["bytes32[]"], [[bytes32_id(i) for i in IDENTIFIERS]])
     accounts_index = batch.create("AccountsIndex")
     token_index = batch.create("TokenUniqueSymbolIndex")
     token = batch.create("GiftableToken", ["string", "string", "uint8", "uint256"],
@@ -169,7 +162,7 @@ def _plan(batch: _Batch, importer: str, faucet_units: int, importer_units: int) 
                "Faucet": faucet, "DefaultToken": token}
     for identifier, address in entries.items():
         batch.call(f"Registry.set({identifier})", registry, "set", ["bytes32", "address"],
-                   [bytes32(identifier), address])
+                   [bytes32_id(identifier), address])
     batch.pay("fund importer", importer, IMPORTER_ETH * WEI)
     batch.call("mintTo(importer)", token, "mintTo", ["address", "uint256"], [importer, importer_units])
     batch.call("AccountsIndex.addWriter(importer)", accounts_index, "addWriter", ["address"], [importer])
@@ -266,7 +259,7 @@ def is_deployed(url: str, deployment) -> bool:
     code = rpc_call(url, "eth_getCode", [deployment.registry, "latest"])
     if code in (None, "0x", ""):
         return False
-    data = "0x" + ADDRESS_OF + bytes32("ContractRegistry").hex()
+    data = "0x" + ADDRESS_OF + bytes32_id("ContractRegistry").hex()
     raw = rpc_call(url, "eth_call", [{"to": deployment.registry, "data": data}, "latest"])
     return isinstance(raw, str) and raw[-40:].lower() == deployment.registry[2:].lower()
 

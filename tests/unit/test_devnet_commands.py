@@ -8,6 +8,7 @@ import pytest
 
 from cic_seed import artifacts
 from cic_seed.config import load_settings
+from cic_seed.contracts import bytes32_id
 from cic_seed.errors import ConfigError
 from devnet import __main__ as cli
 from devnet import anvil, deploy, network
@@ -65,11 +66,11 @@ def test_missing_anvil_says_run_make_setup(tmp_path, monkeypatch):
 
 
 def test_bytes32_is_left_aligned_utf8():
-    assert "0x" + deploy.bytes32("AccountRegistry").hex() == \
+    assert "0x" + bytes32_id("AccountRegistry").hex() == \
         "0x4163636f756e7452656769737472790000000000000000000000000000000000"
-    assert deploy.bytes32("SRF").hex() == "535246" + "00" * 29
+    assert bytes32_id("SRF").hex() == "535246" + "00" * 29
     with pytest.raises(ValueError):
-        deploy.bytes32("x" * 33)
+        bytes32_id("x" * 33)
 
 
 def test_deployer_is_anvil_dev_account_0_and_create_addresses_follow_the_nonce():
