@@ -18,7 +18,6 @@ import json
 import logging
 import re
 import select
-import signal
 import subprocess
 import sys
 import threading
@@ -31,6 +30,7 @@ from urllib.parse import urlsplit
 
 from .meta_automerge import PayloadError, compact, envelope, load_payload
 from .meta_store import Store
+from .process import Service, serve
 
 logger = logging.getLogger(__name__)
 
@@ -317,7 +317,6 @@ def build_command(settings, state_dir) -> list:
 
 def service(settings, state_dir):
     """A devnet ``Service`` for this server (started and stopped by the orchestrator)."""
-    from .process import Service
 
     host, port = listen_address(settings)
     return Service("meta", build_command(settings, state_dir), Path(state_dir), port, host=host, port_key="META_URL")
@@ -354,16 +353,7 @@ def main(argv=None) -> int:
         store.close()
         print(f"meta_server: cannot listen on {args.host}:{args.port}: {e.strerror}", file=sys.stderr)
         return 1
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-    print(f"listening on {server.url}", flush=True)
-    try:
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        store.close()
-    return 0
+    return serve(server, store.close)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -258,3 +259,20 @@ class Service:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def serve(server, *cleanups) -> int:
+    """Run an HTTP server (in the service's own process) until SIGTERM or Ctrl-C, then close it and
+    run ``cleanups``; the "listening on" line tells the devnet log where it answers."""
+    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    print(f"listening on {server.url}", flush=True)
+    try:
+        server.serve_forever(poll_interval=0.2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        for cleanup in cleanups:
+            cleanup()
+    return 0
+

@@ -19,7 +19,6 @@ import argparse
 import contextlib
 import logging
 import queue
-import signal
 import sys
 import threading
 import time
@@ -32,6 +31,7 @@ from urllib.parse import urlsplit
 from cic_seed.chainspec import ChainSpec
 from cic_seed.errors import SeedError
 
+from .process import Service, serve
 from .ussd_menu import MAX_BODY, Menu, PhoneTable, Rejected, parse_dial
 
 log = logging.getLogger(__name__)
@@ -282,7 +282,6 @@ def server_env(settings, state_dir) -> dict:
 
 def service(settings, state_dir):
     """A devnet ``Service`` for this server (nothing is started here)."""
-    from .process import Service
 
     host, port = listen_address(settings)
     return Service(NAME, build_command(settings, state_dir), Path(state_dir), port, host=host,
@@ -313,18 +312,8 @@ def main(argv=None) -> int:
     except (SeedError, OSError) as e:
         print(f"ussd_server: cannot start: {e}", file=sys.stderr)
         return 1
-    signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
     creator.start()
-    print(f"listening on {server.url}", flush=True)
-    try:
-        server.serve_forever(poll_interval=0.2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.server_close()
-        creator.stop()
-        table.close()
-    return 0
+    return serve(server, creator.stop, table.close)
 
 
 if __name__ == "__main__":
