@@ -19,7 +19,7 @@ from .transactions import TX_GAS, WalletNonces, broadcast, succeeded, wait_recei
 
 log = logging.getLogger(__name__)
 
-BATCH = 500
+BATCH = 250  # transfers per batch; two batches are in flight at once
 
 
 @dataclass
@@ -116,7 +116,12 @@ class BalancePayer:
                               f"need up to {gas_needed} wei: send it at least {gas_needed - native} wei")
 
     def pay(self, users: list):
-        """Pay ``[(account, amount), ...]``: sign and broadcast under the wallet lock, then wait."""
+        """Pay ``[(account, amount), ...]`` and wait until the transfers are mined."""
+        self.settle(self.send(users))
+
+    def send(self, users: list) -> list:
+        """Sign, journal and broadcast transfers under the wallet lock; returns ``[(account, tx hash)]``
+        for ``settle`` (zero amounts are journalled as paid at once)."""
         zero = [(a, amount) for a, amount in users if amount == 0]
         if zero:
             self.journal.append([("paid", account, "-") for account, _ in zero])
@@ -125,7 +130,7 @@ class BalancePayer:
                 self.progress.update(len(zero))
         users = [(a, amount) for a, amount in users if amount > 0]
         if not users:
-            return
+            return []
         transfer = function(TOKEN, "transfer")
         self.check_funds(sum(amount for _, amount in users), len(users))
         with self.nonces.reserve() as next_nonce:
@@ -140,14 +145,18 @@ class BalancePayer:
             for tx, error in zip(txs, broadcast(self.network.rpc, txs)):
                 if error is not None:
                     raise ChainError(f"the node refused transfer {tx.hash}: {error.message}")
-        receipts = wait_receipts(self.network.rpc, [tx.hash for tx in txs])
-        self._settle_all([(account, tx.hash, receipts[tx.hash]) for (account, _), tx in zip(users, txs)])
+        return [(account, tx.hash) for (account, _), tx in zip(users, txs)]
+
+    def settle(self, sent: list):
+        """Wait for ``send``'s transfers and journal them paid."""
+        if sent:
+            receipts = wait_receipts(self.network.rpc, [tx_hash for _, tx_hash in sent])
+            self._settle_all([(account, tx_hash, receipts[tx_hash]) for account, tx_hash in sent])
 
 
 class _Raw:
     def __init__(self, raw):
         self.raw = raw
-
 
 
 def follow_and_pay(payer: BalancePayer, lookup_amount, total_users: int, from_block: int,
@@ -173,8 +182,12 @@ def follow_and_pay(payer: BalancePayer, lookup_amount, total_users: int, from_bl
             (unknown if amount is None else todo).append((account, amount) if amount is not None else account)
         waiting = list(dict.fromkeys(unknown))
         if todo:
+            in_flight = []  # one batch is mined while the next is signed and sent
             for start in range(0, len(todo), BATCH):
-                payer.pay(todo[start:start + BATCH])
+                sent = payer.send(todo[start:start + BATCH])
+                payer.settle(in_flight)
+                in_flight = sent
+            payer.settle(in_flight)
             last_progress = time.monotonic()
             delay = 0.05
         if len(payer.state.paid) >= total_users and not follow:
