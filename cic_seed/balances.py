@@ -72,13 +72,21 @@ class BalancePayer:
                 settled.append((account, tx_hash, receipt))
             else:
                 lost.append((account, tx_hash))
-        resent = []
+        resent, refused = [], []
         for account, tx_hash in lost:
             raw = self.state.raw.get(tx_hash) or self.datadir.read_tx(tx_hash)
             error = broadcast(rpc, [_Raw(raw)])[0] if raw else RpcError(0, "raw transaction missing")
             if error is None or "known" in error.message.lower():
                 resent.append((account, tx_hash))
-            else:  # never mined and its nonce is gone: it can be paid again
+            else:
+                refused.append((account, tx_hash, error))
+        # a refused one may have been mined since the first look (the node's pool kept draining):
+        # only a transfer that has no receipt now and whose nonce is gone can be paid again
+        answers = rpc.batch([("eth_getTransactionReceipt", [h]) for _, h, _ in refused])
+        for (account, tx_hash, error), receipt in zip(refused, answers):
+            if isinstance(receipt, dict):
+                settled.append((account, tx_hash, receipt))
+            else:
                 log.info("transfer %s for %s was never mined (%s); paying again", tx_hash, account, error.message)
                 del self.state.sent[account]
         if resent:
