@@ -2,10 +2,9 @@
 
 anvil's automine sometimes misses ready transactions when many arrive at once (foundry issue
 #10122, seen here with anvil 1.7.1 under batched load): they wait in the pool until the next
-transaction comes, which for the last batch of a run is never, and other senders' blocks do
-not pick them up either. Every ``interval`` seconds this checks the pool; when transactions were
-pending at the last look and still are, it mines a block (``evm_mine``), which takes in what
-automine left. An idle pool costs two cheap calls per look.
+transaction comes, which for the last batch of a run is never. Every ``interval`` seconds this
+checks the pool; when transactions are pending and no block was mined since the last look, it
+mines one (``evm_mine``). It never touches a chain that keeps mining by itself.
 
     python -m devnet.miner --url http://127.0.0.1:63545 [--interval 0.25]
 """
@@ -24,20 +23,21 @@ def build_command(url: str, interval: float = 0.25, python: str = sys.executable
     return [python, "-m", "devnet.miner", "--url", url, "--interval", str(interval)]
 
 
-def nudge(url: str, waited: bool) -> bool:
-    """One look: mine a block if transactions were pending last time and still are.
-    Returns whether transactions are pending now."""
+def nudge(url: str, last_block):
+    """One look: mine a block if transactions wait and the chain stood still; returns the block seen."""
+    block = rpc_call(url, "eth_blockNumber", [])
     status = rpc_call(url, "txpool_status", [])
-    pending = isinstance(status, dict) and int(status.get("pending", "0x0"), 16) > 0
-    if pending and waited:
+    if block is None or not isinstance(status, dict):
+        return last_block
+    if int(status.get("pending", "0x0"), 16) and block == last_block:
         rpc_call(url, "evm_mine", [])
-    return pending
+    return block
 
 
 def watch(url: str, interval: float):
-    waited = False
+    last_block = None
     while True:
-        waited = nudge(url, waited)
+        last_block = nudge(url, last_block)
         time.sleep(interval)
 
 
