@@ -24,13 +24,13 @@ import threading
 import time
 from collections import OrderedDict
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from .meta_automerge import PayloadError, compact, envelope, load_payload
 from .meta_store import Store
-from .process import Service, serve
+from .process import LoopbackHTTPServer, Service, serve
 
 logger = logging.getLogger(__name__)
 
@@ -260,11 +260,8 @@ def _load_envelope(text, status):
         raise BadRequest("envelope is not valid JSON", status) from None
 
 
-class MetaServer(ThreadingHTTPServer):
+class MetaServer(LoopbackHTTPServer):
     """The HTTP server; ``serve_forever`` in a thread or via ``main``."""
-
-    daemon_threads = True
-    request_queue_size = 256
 
     def __init__(self, address, store):
         self.store = store
@@ -285,13 +282,6 @@ class MetaServer(ThreadingHTTPServer):
         with self.offers_lock:
             return self.offers.pop(text, None)
 
-    def handle_error(self, request, client_address):
-        logger.debug("connection from %s dropped", client_address, exc_info=True)
-
-    @property
-    def url(self):
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
 
 
 # --- devnet integration ---

@@ -12,6 +12,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from http.server import ThreadingHTTPServer
 from pathlib import Path
 
 from cic_seed.errors import UsageError
@@ -259,6 +260,22 @@ class Service:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+class LoopbackHTTPServer(ThreadingHTTPServer):
+    """The devnet's HTTP services: a thread per request, a deep accept queue, dropped connections
+    logged at debug level (clients under load hang up), and the ``url`` they answer on."""
+
+    daemon_threads = True
+    request_queue_size = 256
+
+    def handle_error(self, request, client_address):
+        log.debug("connection from %s dropped", client_address, exc_info=True)
+
+    @property
+    def url(self):
+        host, port = self.server_address[:2]
+        return f"http://{host}:{port}"
 
 
 def serve(server, *cleanups) -> int:

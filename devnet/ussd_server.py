@@ -24,14 +24,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from cic_seed.chainspec import ChainSpec
 from cic_seed.errors import SeedError
 
-from .process import Service, serve
+from .process import LoopbackHTTPServer, Service, serve
 from .ussd_menu import MAX_BODY, Menu, PhoneTable, Rejected, parse_dial
 
 log = logging.getLogger(__name__)
@@ -95,21 +95,10 @@ class Handler(BaseHTTPRequestHandler):
     do_PUT = do_DELETE = do_PATCH = do_HEAD = do_OPTIONS = refuse
 
 
-class UssdServer(ThreadingHTTPServer):
-    daemon_threads = True
-    request_queue_size = 256
-
+class UssdServer(LoopbackHTTPServer):
     def __init__(self, address, menu):
         self.menu = menu
         super().__init__(address, Handler)
-
-    def handle_error(self, request, client_address):
-        log.debug("connection from %s dropped", client_address, exc_info=True)
-
-    @property
-    def url(self):
-        host, port = self.server_address[:2]
-        return f"http://{host}:{port}"
 
 
 class Creator:
