@@ -40,3 +40,24 @@ class ThreadConnections:
             connections, self._by_thread = list(self._by_thread.values()), {}
         for connection in connections:
             connection.close()
+
+
+class PooledClient:
+    """Lifecycle shared by the HTTP clients: ``open()`` sets ``self._pool``; close, context manager."""
+
+    _pool = None
+
+    def open(self):
+        raise NotImplementedError
+
+    def close(self):
+        """Close every worker thread's connection."""
+        if self._pool is not None:
+            self._pool.close()
+
+    def __enter__(self):
+        return self.open()
+
+    def __exit__(self, *exc):
+        self.close()
+

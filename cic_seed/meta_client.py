@@ -19,7 +19,7 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from urllib.parse import urlsplit
 
 from .errors import SeedError, ServiceUnavailable, UsageError
-from .http_pool import ThreadConnections
+from .http_pool import PooledClient, ThreadConnections
 
 logger = logging.getLogger(__name__)
 
@@ -42,7 +42,7 @@ def unsigned(digest: str) -> dict:
     return {"engine": "pgp", "algo": "sha256", "data": "", "digest": digest}
 
 
-class MetaClient:
+class MetaClient(PooledClient):
     """Talks to one cic-meta server. Use as a context manager (or ``open()``/``close()``).
 
     ``workers`` bounds the calls in flight in ``run_many`` (one connection each);
@@ -74,17 +74,6 @@ class MetaClient:
         self._pool = ThreadConnections(parts.scheme, parts.hostname, port, self.timeout)
         self._path = parts.path.rstrip("/")
         return self
-
-    def close(self):
-        """Close every worker's connection."""
-        if self._pool is not None:
-            self._pool.close()
-
-    def __enter__(self):
-        return self.open()
-
-    def __exit__(self, *exc):
-        self.close()
 
     def _send(self, method, path, body, headers):
         """One request with retries; returns (status, reason, body bytes)."""

@@ -23,7 +23,7 @@ from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import urlencode, urlsplit
 
 from .errors import SeedError, ServiceUnavailable, UsageError
-from .http_pool import ThreadConnections
+from .http_pool import PooledClient, ThreadConnections
 
 PIN_PROMPTS = ("CON Please enter a new four number PIN for your account.",
                "CON Tafadhali weka pin mpya yenye nambari nne kwa akaunti yako")
@@ -59,7 +59,7 @@ def classify(body: str) -> str:
     return "end" if body.startswith("END") else "other"
 
 
-class UssdClient:
+class UssdClient(PooledClient):
     """Dials one cic-ussd service. Use as a context manager (or ``open()``/``close()``)."""
 
     def __init__(self, url: str, service_code: str, user: str = "", password: str = "", json_body: bool = False,
@@ -90,17 +90,6 @@ class UssdClient:
         self._pool = ThreadConnections(parts.scheme, parts.hostname, port, self.timeout)
         self._path = f"{parts.path or ''}/?{query}"
         return self
-
-    def close(self):
-        """Close every worker thread's connection."""
-        if self._pool is not None:
-            self._pool.close()
-
-    def __enter__(self):
-        return self.open()
-
-    def __exit__(self, *exc):
-        self.close()
 
     def check(self):
         """Raise ServiceUnavailable unless the service accepts connections."""
