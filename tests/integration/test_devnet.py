@@ -108,6 +108,24 @@ def test_faucet_pays_an_indexed_account_once(devnet, tmp_path):
     assert not faucet.functions.check(user).call()
 
 
+def test_miner_readmits_a_sender_stuck_in_anvils_queued_pool(devnet):
+    """anvil can leave a sender's next transaction in its queued section for good (seen under
+    load); here the same state is made on purpose: nonces 5 and 6 queued, then the account's
+    nonce set to 5. The devnet's watchdog must get both mined without new traffic."""
+    w3 = devnet.web3()
+    sender = Account.create()
+    w3.provider.make_request("anvil_setBalance", [sender.address, hex(10 ** 18)])
+    hashes = []
+    for nonce in (5, 6):
+        tx = {"nonce": nonce, "to": sender.address, "value": 0, "gas": 21000, "gasPrice": w3.eth.gas_price,
+              "chainId": w3.eth.chain_id}
+        hashes.append(w3.eth.send_raw_transaction(Account.sign_transaction(tx, sender.key).raw_transaction))
+    w3.provider.make_request("anvil_setNonce", [sender.address, hex(5)])
+    receipts = [w3.eth.wait_for_transaction_receipt(h, timeout=15, poll_latency=0.1) for h in hashes]
+    assert [r["status"] for r in receipts] == [1, 1]
+    assert w3.eth.get_transaction_count(sender.address) == 7
+
+
 def test_up_twice_changes_nothing(devnet):
     anvil_pid = devnet.devnet.status()[0].pid
     files = [devnet.state_dir / "deployment.json", devnet.state_dir / "config" / "devnet.ini",
