@@ -374,10 +374,9 @@ def atomic_write(path, data, mode: int = 0o644, durable: bool = True):
     (keyfiles: 0o600).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.parent / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
     data = data.encode() if isinstance(data, str) else data
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    fd = _open_making_folders(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
     try:
         os.write(fd, data)
         if durable:
@@ -403,28 +402,31 @@ def _fsync_dir(path: Path):
 
 def _write_sharded(root: str, key: str, name: str, data: bytes):
     """Write ``root/XX/YY/name`` (XX/YY from ``key``), making the folders only when missing."""
-    path = f"{root}/{key[0:2]}/{key[2:4]}/{name}"
-    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC
-    try:
-        fd = os.open(path, flags, 0o644)
-    except FileNotFoundError:  # one syscall in the common case instead of a stat per level
-        for folder in (f"{root}/{key[0:2]}", f"{root}/{key[0:2]}/{key[2:4]}"):
-            try:
-                os.mkdir(folder)
-            except FileExistsError:
-                pass
-        fd = os.open(path, flags, 0o644)
+    path = Path(f"{root}/{key[0:2]}/{key[2:4]}/{name}")
+    fd = _open_making_folders(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
     try:
         os.write(fd, data)
     finally:
         os.close(fd)
 
 
+def _open_making_folders(path: Path, flags: int, mode: int) -> int:
+    """os.open, making the parent folders only when they are missing (one syscall when they exist)."""
+    try:
+        return os.open(path, flags, mode)
+    except FileNotFoundError:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(path, flags, mode)
+
+
 def _link(link: Path, target: Path):
-    link.parent.mkdir(parents=True, exist_ok=True)
     relative = os.path.relpath(target, link.parent)
     try:
-        os.symlink(relative, link)
+        try:
+            os.symlink(relative, link)
+        except FileNotFoundError:
+            link.parent.mkdir(parents=True, exist_ok=True)
+            os.symlink(relative, link)
     except FileExistsError:
         if os.readlink(link) != relative:
             link.unlink()

@@ -23,14 +23,15 @@ def clean_env(monkeypatch, tmp_path):
     return monkeypatch
 
 
-def test_anvil_command_is_local_fast_and_automining():
+def test_anvil_command_is_local_fast_and_mined_by_the_devnet_miner():
     command = anvil.build_command("/x/anvil", 63545, 8996)
     assert command[0] == "/x/anvil"
     args = " ".join(command[1:])
     for expected in ("--host 127.0.0.1", "--port 63545", "--chain-id 8996", "--no-request-size-limit",
-                     "--order fifo", f"--gas-limit {anvil.BLOCK_GAS_LIMIT}", "--quiet"):
+                     "--order fifo", f"--gas-limit {anvil.BLOCK_GAS_LIMIT}", "--quiet", "--no-mining",
+                     "--prune-history"):
         assert expected in args
-    assert "--block-time" not in args and "--no-mining" not in args
+    assert "--block-time" not in args
 
 
 def test_anvil_service_takes_port_and_chain_id_from_the_settings(clean_env, tmp_path):
@@ -194,4 +195,4 @@ def test_fetched_artifacts_are_the_real_contracts():
 def test_miner_command_watches_the_devnet_anvil():
     from devnet import miner
     command = miner.build_command("http://127.0.0.1:63545", 0.5, python="python3")
-    assert command == ["python3", "-m", "devnet.miner", "--url", "http://127.0.0.1:63545", "--interval", "0.5"]
+    assert command == ["python3", "-m", "devnet.miner", "--url", "http://127.0.0.1:63545", "--max-delay", "0.5"]
