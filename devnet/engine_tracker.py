@@ -234,8 +234,9 @@ class Tracker:
         return count
 
     def _nudge(self, now):
-        """anvil's automine leaves some ready transactions in its pool while it mines others (foundry
-        #10122): after NUDGE_SECONDS without a receipt, ask for a block (a real node refuses: harmless)."""
+        """After NUDGE_SECONDS without a receipt, ask for a block: the devnet's anvil mines only when
+        its miner asks, and an anvil started elsewhere may automine with foundry #10122 (ready
+        transactions left in the pool). A real node refuses: harmless."""
         self._nudged_at = now
         answer = self.chain.rpc.batch([("evm_mine", [])])[0]
         if isinstance(answer, RpcError):
