@@ -206,11 +206,6 @@ class Datadir:
             self.queue_person(new_address)
         return path
 
-    def queue_person(self, new_address):
-        """Queue the ``new/`` record of ``new_address`` for metadata upload (``meta/ADDR.json``)."""
-        path = self.new_path(new_address)
-        _link(self.path / "meta" / path.name, path)
-
     def queue_person(self, new_address) -> None:
         """Queue the ``new/`` record of ``new_address`` (already written) for metadata upload."""
         path = self.new_path(new_address)
