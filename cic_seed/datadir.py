@@ -27,24 +27,17 @@ need the CSV sorted at creation, which costs the same memory once.
 """
 import csv
 import json
-import logging
 import os
-import shutil
-import threading
 from pathlib import Path
 from typing import Iterator
 
 from .errors import DatadirError
+from .files import atomic_write, link_relative, remove, shard, walk_sharded
+from .generation import DERIVED, GENERATED, MARKER, STAGING, Generation
 from .person import Person, PersonFormatError
 from .pointers import address_bytes, phone_pointer
 from .progress import Journal
 
-logger = logging.getLogger(__name__)
-
-MARKER = ".complete"
-STAGING = ".partial"
-GENERATED = ("old", "phone", "balances.csv", "tags.csv")
-DERIVED = ("new", "meta", "txs", "journal", ".import")  # import results: stale once the generation changes
 IMPORTED_BY = ".import"
 QUEUES = {"person": "meta", "phone": os.path.join("phone", "meta")}
 
@@ -52,11 +45,6 @@ QUEUES = {"person": "meta", "phone": os.path.join("phone", "meta")}
 def address_hex(address) -> str:
     """ADDR: 40 upper-case hex digits without 0x."""
     return address_bytes(address).hex().upper()
-
-
-def shard(name: str) -> str:
-    """``XX/YY`` of a hex name."""
-    return f"{name[0:2]}/{name[2:4]}"
 
 
 class AddressTable:
@@ -120,15 +108,15 @@ class Datadir:
             raise DatadirError(f"{self.path} does not look like a datadir (no old/, .complete, ...): "
                                "--reset will not empty it; choose another --dir")
 
-    def create(self, force: bool = False, reset: bool = False) -> "Generation":
+    def create(self, force: bool = False, reset: bool = False) -> Generation:
         """Check, empty the datadir if ``reset``, and open a staging area for a new generation."""
         self.check(force, reset)
         if reset and self.path.is_dir():
             for entry in os.scandir(self.path):
-                _remove(Path(entry.path))
+                remove(Path(entry.path))
         self.path.mkdir(parents=True, exist_ok=True)
         staging = self.path / STAGING
-        _remove(staging)
+        remove(staging)
         staging.mkdir()
         return Generation(self, staging)
 
@@ -180,7 +168,7 @@ class Datadir:
 
         A corrupt record raises DatadirError, or, when a ``skipped`` list is given, is appended
         to it as that error and passed over, so an import can go on and report it at the end."""
-        for path in _walk_sharded(self.path / "old", ".json"):
+        for path in walk_sharded(self.path / "old", ".json"):
             try:
                 yield self._checked_old(path)
             except DatadirError as e:
@@ -209,7 +197,7 @@ class Datadir:
     def queue_person(self, new_address) -> None:
         """Queue the ``new/`` record of ``new_address`` (already written) for metadata upload."""
         path = self.new_path(new_address)
-        _link(self.path / "meta" / path.name, path)
+        link_relative(self.path / "meta" / path.name, path)
 
     def write_phone(self, tel: str, new_address, queue_meta: bool = True) -> Path:
         """Store the new address of the phone ``tel``; queue its phone pointer for upload."""
@@ -217,7 +205,7 @@ class Datadir:
         path = self.path / "phone" / "new" / shard(pointer) / pointer
         atomic_write(path, address_hex(new_address), durable=False)
         if queue_meta:
-            _link(self.path / "phone" / "meta" / pointer, path)
+            link_relative(self.path / "phone" / "meta" / pointer, path)
         return path
 
     def phone_address(self, tel: str, new: bool = False) -> str | None:
@@ -294,155 +282,6 @@ class Datadir:
                         skipped.append(e)
         except FileNotFoundError:
             raise DatadirError(f"{path} is missing: generate the datadir again with --force") from None
-
-
-class Generation:
-    """A generation being written into ``.partial``; ``commit`` moves it into place.
-
-    Files in the staging area are written plainly (no per-file rename or fsync): none of them is
-    visible in the layout until ``commit`` has synced them, swapped them in and written the
-    ``.complete`` marker last. Leaving the ``with`` block on an error removes the staging area and
-    keeps the previous generation untouched.
-    """
-
-    def __init__(self, datadir: Datadir, staging: Path):
-        self.datadir = datadir
-        self.staging = staging
-        self.count = 0
-        self._csv = {}
-
-    def __enter__(self):
-        for tree in ("old", "phone"):
-            (self.staging / tree).mkdir()
-        for name in ("balances.csv", "tags.csv"):
-            self._csv[name] = open(self.staging / name, "w", newline="", buffering=1 << 16)
-        return self
-
-    def __exit__(self, exc_type, *exc):
-        if exc_type is not None:
-            self.abort()
-        return False
-
-    def add(self, user):
-        """Write one GeneratedUser: its record, its phone entry and its CSV rows."""
-        person = user.person
-        address = person.old_address()
-        name = address[2:].upper()
-        pointer = phone_pointer(person.tel)
-        try:
-            _write_sharded(f"{self.staging}/old", name, f"{name}.json",
-                           json.dumps(person.serialize(), separators=(",", ":")).encode())
-            _write_sharded(f"{self.staging}/phone", pointer, pointer, name.encode())
-            self._csv["balances.csv"].write(f"{address},{user.balance}\n")
-            self._csv["tags.csv"].write(",".join((address, *user.tags)) + "\n")
-        except OSError as e:
-            raise DatadirError(f"cannot write in {self.staging}: {e.strerror}") from None
-        self.count += 1
-
-    def commit(self, arguments: dict):
-        """Sync, swap the staged files in (removing stale import results) and write the marker."""
-        for f in self._csv.values():
-            f.close()
-        os.sync()
-        root = self.datadir.path
-        _remove(root / MARKER)
-        for name in GENERATED + DERIVED:
-            _remove(root / name)
-        for name in GENERATED:
-            os.rename(self.staging / name, root / name)
-        self.staging.rmdir()
-        atomic_write(root / MARKER, json.dumps(arguments, sort_keys=True, indent=1) + "\n")
-        logger.info("committed %d users to %s", self.count, root)
-
-    def abort(self):
-        """Drop the staging area; the datadir keeps what it held before."""
-        for f in self._csv.values():
-            f.close()
-        _remove(self.staging)
-
-
-def atomic_write(path, data, mode: int = 0o644, durable: bool = True):
-    """Replace ``path`` as a whole: write a temp file in the same folder, then rename it.
-
-    Readers see the old file or the new one, never half of one. ``durable`` also fsyncs the file
-    and its folder, so the new file survives a power cut. The temp file has ``mode`` from the start
-    (keyfiles: 0o600).
-    """
-    path = Path(path)
-    tmp = path.parent / f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp"
-    data = data.encode() if isinstance(data, str) else data
-    fd = _open_making_folders(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        if durable:
-            os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.replace(tmp, path)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
-    if durable:
-        _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path):
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _write_sharded(root: str, key: str, name: str, data: bytes):
-    """Write ``root/XX/YY/name`` (XX/YY from ``key``), making the folders only when missing."""
-    path = Path(f"{root}/{key[0:2]}/{key[2:4]}/{name}")
-    fd = _open_making_folders(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-
-
-def _open_making_folders(path: Path, flags: int, mode: int) -> int:
-    """os.open, making the parent folders only when they are missing (one syscall when they exist)."""
-    try:
-        return os.open(path, flags, mode)
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(path, flags, mode)
-
-
-def _link(link: Path, target: Path):
-    relative = os.path.relpath(target, link.parent)
-    try:
-        try:
-            os.symlink(relative, link)
-        except FileNotFoundError:
-            link.parent.mkdir(parents=True, exist_ok=True)
-            os.symlink(relative, link)
-    except FileExistsError:
-        if os.readlink(link) != relative:
-            link.unlink()
-            os.symlink(relative, link)
-
-
-def _remove(path: Path):
-    if path.is_symlink() or path.is_file():
-        path.unlink()
-    elif path.is_dir():
-        shutil.rmtree(path)
-
-
-def _walk_sharded(root: Path, suffix: str) -> Iterator[Path]:
-    if not root.is_dir():
-        return
-    for xx in sorted(e.name for e in os.scandir(root) if e.is_dir() and len(e.name) == 2):
-        for yy in sorted(e.name for e in os.scandir(root / xx) if e.is_dir()):
-            folder = root / xx / yy
-            for name in sorted(e.name for e in os.scandir(folder) if e.name.endswith(suffix)):
-                yield folder / name
 
 
 def _parse_row(path, n, row, min_columns):

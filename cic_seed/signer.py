@@ -15,8 +15,8 @@ import rlp
 from eth_hash.auto import keccak
 from eth_utils import to_checksum_address
 
-from .datadir import atomic_write
 from .errors import WalletError
+from .files import atomic_write
 
 
 @dataclass(frozen=True)

@@ -17,8 +17,9 @@ import logging
 from dataclasses import dataclass, field
 
 from .contracts import ACCOUNTS_INDEX, FAUCET, function
-from .datadir import address_hex, atomic_write
+from .datadir import address_hex
 from .errors import ChainError
+from .files import atomic_write
 from .signer import Signer, load_keyfile
 from .transactions import TX_GAS, WalletNonces, send_all, succeeded, wait_receipts
 

@@ -6,8 +6,9 @@ from types import SimpleNamespace
 import pytest
 
 from cic_seed.chainspec import ChainSpec
-from cic_seed.datadir import AddressTable, Datadir, atomic_write
+from cic_seed.datadir import AddressTable, Datadir
 from cic_seed.errors import DatadirError
+from cic_seed.files import atomic_write
 from cic_seed.generate import generate_users
 from cic_seed.pointers import phone_pointer
 from cic_seed.progress import Journal
