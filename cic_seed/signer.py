@@ -42,9 +42,10 @@ class Signer:
     def private_key(self) -> bytes:
         return self._key.secret
 
-    def sign(self, *, nonce: int, gas_price: int, gas: int, to: str, value: int = 0,
+    def sign(self, *, nonce: int, gas_price: int, gas: int, to: str | None, value: int = 0,
              data: bytes = b"", chain_id: int) -> SignedTx:
-        to_bytes = bytes.fromhex(to[2:])
+        """``to=None`` creates a contract (``data`` is its init code): the ``to`` field stays empty."""
+        to_bytes = b"" if to is None else bytes.fromhex(to[2:])
         unsigned = [nonce, gas_price, gas, to_bytes, value, data, chain_id, 0, 0]
         signature = self._key.sign_recoverable(keccak(rlp.encode(unsigned)), hasher=None)
         r = int.from_bytes(signature[:32], "big")

@@ -11,18 +11,19 @@ ERC20FaucetStorage + ERC20Faucet(token, store, accountsIndex) + store.transferOw
 mintTo(faucet, 1,000,000 SRF) · setAmount(DEVNET_FAUCET_AMOUNT SRF) · the 5 registry entries ·
 importer: native coin, mintTo(importer, DEVNET_IMPORTER_TOKENS SRF), AccountsIndex.addWriter(importer).
 
-Importing web3 and eth-account takes seconds, so only the functions that deploy import them;
+Signing and sending use the project's Signer and RpcClient. They, eth-account (for the dev key)
+and eth-keyfile take about a second to import, so only the functions that deploy import them;
 ``Deployment``, ``is_deployed`` and ``write_config`` (all that a no-op ``up`` needs) do not.
 """
 import json
 import logging
-import os
 import secrets
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from cic_seed import artifacts
+from cic_seed import artifacts, contracts
 from cic_seed.contracts import bytes32_id
+from cic_seed.files import atomic_write
 from cic_seed.errors import ChainError
 
 from .anvil import rpc_call
@@ -43,6 +44,7 @@ CALL_GAS = 300_000
 RECEIPT_TIMEOUT = 60
 ADDRESS_OF = "bb34534c"  # addressOf(bytes32)
 WEI = 10 ** 18
+DURABLE = False  # the devnet's files live as long as anvil's in-memory chain: no fsync
 
 
 def create_address(sender: str, nonce: int) -> str:
@@ -85,9 +87,7 @@ class Deployment:
 
     def save(self, path: Path) -> None:
         """Write as JSON (atomically)."""
-        tmp = path.with_name(f".{path.name}.tmp")
-        tmp.write_text(json.dumps(asdict(self), indent=2) + "\n")
-        os.replace(tmp, path)
+        atomic_write(path, json.dumps(asdict(self), indent=2) + "\n", durable=DURABLE)
 
     @classmethod
     def load(cls, path: Path):
@@ -101,23 +101,19 @@ class Deployment:
 class _Batch:
     """Transactions of one sender with consecutive nonces, signed locally."""
 
-    def __init__(self, key: bytes, nonce: int, gas_price: int, chain_id: int):
-        from eth_account import Account
-
-        self.account = Account
-        self.key = key
-        self.sender = Account.from_key(key).address
+    def __init__(self, signer, nonce: int, gas_price: int, chain_id: int):
+        self.signer = signer
+        self.sender = signer.address
         self.nonce = nonce
         self.gas_price = gas_price
         self.chain_id = chain_id
-        self.signed = []  # (label, signed transaction)
+        self.txs = []  # SignedTx, in nonce order
+        self.labels = []  # what each transaction does, for the error messages
 
     def _sign(self, label, to, data=b"", value=0, gas=CALL_GAS):
-        tx = {"nonce": self.nonce, "gasPrice": self.gas_price, "gas": gas, "value": value,
-              "data": data, "chainId": self.chain_id}
-        if to is not None:
-            tx["to"] = to
-        self.signed.append((label, self.account.sign_transaction(tx, self.key)))
+        self.txs.append(self.signer.sign(nonce=self.nonce, gas_price=self.gas_price, gas=gas, to=to,
+                                         value=value, data=data, chain_id=self.chain_id))
+        self.labels.append(label)
         self.nonce += 1
 
     def create(self, name: str, types=(), args=()) -> str:
@@ -129,13 +125,9 @@ class _Batch:
         self._sign(f"deploy {name}", None, data, gas=DEPLOY_GAS)
         return address
 
-    def call(self, label: str, address: str, selector: str, types=(), args=()):
-        """A state-changing call ``selector(types...)`` on ``address``."""
-        import eth_abi
-        from eth_utils import keccak
-
-        data = keccak(text=f"{selector}({','.join(types)})")[:4] + eth_abi.encode(list(types), list(args))
-        self._sign(label, address, data)
+    def call(self, label: str, address: str, contract: str, function: str, *args):
+        """A state-changing call of ``contract``'s ``function`` (from its ABI) on ``address``."""
+        self._sign(label, address, contracts.function(contract, function).data(*args))
 
     def pay(self, label: str, to: str, wei: int):
         self._sign(label, to, value=wei, gas=21_000)
@@ -151,103 +143,81 @@ def _plan(batch: _Batch, importer: str, faucet_units: int, importer_units: int) 
                          [TOKEN_NAME, TOKEN_SYMBOL, TOKEN_DECIMALS, 0])
     storage = batch.create("ERC20FaucetStorage")
     faucet = batch.create("ERC20Faucet", ["address", "address", "address"], [token, storage, accounts_index])
-    batch.call("AccountsIndex.addWriter(deployer)", accounts_index, "addWriter", ["address"], [deployer])
-    batch.call("TokenIndex.addWriter(deployer)", token_index, "addWriter", ["address"], [deployer])
-    batch.call("TokenIndex.register(token)", token_index, "register", ["address"], [token])
-    batch.call("FaucetStorage.transferOwnership(faucet)", storage, "transferOwnership", ["address"], [faucet])
-    batch.call("mintTo(faucet)", token, "mintTo", ["address", "uint256"],
-               [faucet, FAUCET_FUNDING_TOKENS * 10 ** TOKEN_DECIMALS])
-    batch.call("Faucet.setAmount", faucet, "setAmount", ["uint256"], [faucet_units])
+    batch.call("AccountsIndex.addWriter(deployer)", accounts_index, "AccountsIndex", "addWriter", deployer)
+    batch.call("TokenIndex.addWriter(deployer)", token_index, "TokenUniqueSymbolIndex", "addWriter", deployer)
+    batch.call("TokenIndex.register(token)", token_index, "TokenUniqueSymbolIndex", "register", token)
+    batch.call("FaucetStorage.transferOwnership(faucet)", storage, "ERC20FaucetStorage", "transferOwnership", faucet)
+    batch.call("mintTo(faucet)", token, "GiftableToken", "mintTo", faucet, FAUCET_FUNDING_TOKENS * 10 ** TOKEN_DECIMALS)
+    batch.call("Faucet.setAmount", faucet, "ERC20Faucet", "setAmount", faucet_units)
     entries = {"ContractRegistry": registry, "AccountRegistry": accounts_index, "TokenRegistry": token_index,
                "Faucet": faucet, "DefaultToken": token}
     for identifier, address in entries.items():
-        batch.call(f"Registry.set({identifier})", registry, "set", ["bytes32", "address"],
-                   [bytes32_id(identifier), address])
+        batch.call(f"Registry.set({identifier})", registry, "Registry", "set", bytes32_id(identifier), address)
     batch.pay("fund importer", importer, IMPORTER_ETH * WEI)
-    batch.call("mintTo(importer)", token, "mintTo", ["address", "uint256"], [importer, importer_units])
-    batch.call("AccountsIndex.addWriter(importer)", accounts_index, "addWriter", ["address"], [importer])
+    batch.call("mintTo(importer)", token, "GiftableToken", "mintTo", importer, importer_units)
+    batch.call("AccountsIndex.addWriter(importer)", accounts_index, "AccountsIndex", "addWriter", importer)
     return {"registry": registry, "accounts_index": accounts_index, "token_index": token_index,
             "token": token, "faucet": faucet, "faucet_storage": storage}
 
 
-def _write_secret(path: Path, text: str) -> None:
-    """Write a file readable by its owner only (0600), atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
-
-
-def _write_importer(state_dir: Path, key: bytes) -> tuple:
+def _write_importer(state_dir: Path, importer) -> tuple:
     """The importer's v3 keyfile and its random passphrase, both 0600."""
-    import eth_keyfile
+    from cic_seed.signer import write_keyfile
 
     keystore = state_dir / "keystore"
     keystore.mkdir(parents=True, exist_ok=True, mode=0o700)
     passphrase = secrets.token_urlsafe(32)
     keyfile = keystore / "importer.json"
     passphrase_file = state_dir / "importer.passphrase"
-    _write_secret(passphrase_file, passphrase + "\n")
-    document = eth_keyfile.create_keyfile_json(key, passphrase.encode(), kdf="pbkdf2",
-                                               iterations=KEYFILE_ITERATIONS)
-    _write_secret(keyfile, json.dumps(document))
+    atomic_write(passphrase_file, passphrase + "\n", mode=0o600, durable=DURABLE)
+    write_keyfile(keyfile, importer, passphrase, KEYFILE_ITERATIONS, durable=DURABLE)
     return keyfile, passphrase_file
 
 
-def _send(w3, batch: _Batch) -> None:
-    """All signed transactions in one JSON-RPC batch (web3's batch API refuses sends)."""
-    calls = [("eth_sendRawTransaction", ["0x" + signed.raw_transaction.hex()]) for _, signed in batch.signed]
-    answers = w3.provider.make_batch_request(calls)
-    if not isinstance(answers, list):
-        answers = [answers]
-    for (label, _), answer in zip(batch.signed, answers):
-        if "error" in answer:
-            message = answer["error"].get("message", answer["error"])
-            raise ChainError(f"devnet deployment: the node refused {label}: {message}")
+def _send(rpc, batch: _Batch) -> None:
+    """All signed transactions in one JSON-RPC batch; a refusal names its step."""
+    from cic_seed.transactions import broadcast
+
+    for label, error in zip(batch.labels, broadcast(rpc, batch.txs)):
+        if error is not None:
+            raise ChainError(f"devnet deployment: the node refused {label}: {error.message}")
 
 
-def _check_receipts(w3, batch: _Batch) -> None:
-    last = batch.signed[-1][1].hash
-    w3.eth.wait_for_transaction_receipt(last, timeout=RECEIPT_TIMEOUT, poll_latency=0.02)
-    with w3.batch_requests() as requests:
-        for _, signed in batch.signed:
-            requests.add(w3.eth.get_transaction_receipt(signed.hash))
-        receipts = requests.execute()
-    for (label, signed), receipt in zip(batch.signed, receipts):
-        if receipt["status"] != 1:
-            raise ChainError(f"devnet deployment failed at {label} (tx 0x{bytes(signed.hash).hex()} reverted): "
+def _check_receipts(rpc, batch: _Batch) -> None:
+    from cic_seed.transactions import succeeded, wait_receipts
+
+    receipts = wait_receipts(rpc, [tx.hash for tx in batch.txs], timeout=RECEIPT_TIMEOUT)
+    for label, tx in zip(batch.labels, batch.txs):
+        if not succeeded(receipts[tx.hash]):
+            raise ChainError(f"devnet deployment failed at {label} (tx {tx.hash} reverted): "
                              "check the contract artifacts (make setup) and the anvil log")
 
 
-def deploy(w3, state_dir: Path, faucet_amount: int, importer_tokens: int) -> Deployment:
+def deploy(rpc, state_dir: Path, faucet_amount: int, importer_tokens: int) -> Deployment:
     """Deploy and wire the contracts, create and fund the importer; write ``deployment.json``.
 
-    ``faucet_amount`` and ``importer_tokens`` are whole SRF; ``w3`` is a web3.Web3.
+    ``faucet_amount`` and ``importer_tokens`` are whole SRF; ``rpc`` is a cic_seed.rpc.RpcClient.
     Raises ChainError on a revert.
     """
-    from eth_account import Account
+    from cic_seed.signer import Signer
 
     state_dir.mkdir(parents=True, exist_ok=True)
-    key = deployer_key()
-    chain_id = w3.eth.chain_id
-    deployer = Account.from_key(key).address
-    if w3.eth.get_balance(deployer) < (IMPORTER_ETH + 100) * WEI:
-        raise DevnetError(f"the deployer {deployer} (anvil dev account 0) lacks funds on {w3.provider.endpoint_uri}: "
+    deployer = Signer(deployer_key())
+    chain_id = rpc.chain_id()
+    if rpc.balances([deployer.address])[0] < (IMPORTER_ETH + 100) * WEI:
+        raise DevnetError(f"the deployer {deployer.address} (anvil dev account 0) lacks funds on {rpc.url}: "
                           "is it an anvil with the default mnemonic? stop it and run python -m devnet up")
-    importer_key = secrets.token_bytes(32)
-    importer = Account.from_key(importer_key).address
-    batch = _Batch(key, w3.eth.get_transaction_count(deployer, "pending"), w3.eth.gas_price, chain_id)
+    importer = Signer.generate()
+    batch = _Batch(deployer, rpc.nonce(deployer.address, "pending"), rpc.gas_price(), chain_id)
     unit = 10 ** TOKEN_DECIMALS
-    addresses = _plan(batch, importer, faucet_amount * unit, importer_tokens * unit)
-    _send(w3, batch)
-    keyfile, passphrase_file = _write_importer(state_dir, importer_key)  # pbkdf2 runs while anvil mines
-    _check_receipts(w3, batch)
-    deployment = Deployment(chain_id=chain_id, deployer=deployer, importer=importer, keyfile=str(keyfile),
-                            passphrase_file=str(passphrase_file), **addresses)
+    addresses = _plan(batch, importer.address, faucet_amount * unit, importer_tokens * unit)
+    _send(rpc, batch)
+    keyfile, passphrase_file = _write_importer(state_dir, importer)  # pbkdf2 runs while anvil mines
+    _check_receipts(rpc, batch)
+    deployment = Deployment(chain_id=chain_id, deployer=deployer.address, importer=importer.address,
+                            keyfile=str(keyfile), passphrase_file=str(passphrase_file), **addresses)
     deployment.save(state_dir / "deployment.json")
-    log.info("deployed registry %s with %s transactions", deployment.registry, len(batch.signed))
+    log.info("deployed registry %s with %s transactions", deployment.registry, len(batch.txs))
     return deployment
 
 
@@ -273,16 +243,12 @@ def config_text(deployment: Deployment, provider: str) -> str:
 
 def write_config(state_dir: Path, deployment: Deployment, provider: str) -> bool:
     """Write ``state_dir/config/devnet.ini``; returns False when it already said the same."""
-    folder = state_dir / "config"
-    path = folder / "devnet.ini"
+    path = state_dir / "config" / "devnet.ini"
     text = config_text(deployment, provider)
     try:
         if path.read_text() == text:
             return False
     except FileNotFoundError:
         pass
-    folder.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write(path, text, durable=DURABLE)  # makes the folder when missing
     return True

@@ -138,11 +138,15 @@ class Devnet:
         from . import deploy
 
         deployment = self.deployment()
-        if deploy.is_deployed(anvil.rpc_url(self.settings), deployment):
+        url = anvil.rpc_url(self.settings)
+        if deploy.is_deployed(url, deployment):
             action = "kept"
         else:
+            from cic_seed.rpc import RpcClient
+
             started = time.monotonic()
-            deployment = deploy.deploy(self.web3(), self.state_dir, self.settings.int("DEVNET_FAUCET_AMOUNT", 0),
+            deployment = deploy.deploy(RpcClient(url, timeout=30), self.state_dir,
+                                       self.settings.int("DEVNET_FAUCET_AMOUNT", 0),
                                        self.settings.int("DEVNET_IMPORTER_TOKENS", 0))
             log.info("deployed in %.2f s", time.monotonic() - started)
             action = "deployed"

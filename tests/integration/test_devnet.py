@@ -14,6 +14,7 @@ from eth_account import Account
 
 from cic_seed import artifacts
 from cic_seed.config import PROJECT_ROOT, load_settings
+from cic_seed.rpc import RpcClient
 from devnet import deploy
 from devnet.network import Devnet
 from devnet.process import process_alive, wait_for
@@ -91,7 +92,7 @@ def test_faucet_pays_an_indexed_account_once(devnet, tmp_path):
     """A second deployment on the same chain, with a faucet amount: the store hand-over works."""
     w3 = devnet.web3()
     started = time.monotonic()
-    dep = deploy.deploy(w3, tmp_path, faucet_amount=5, importer_tokens=0)
+    dep = deploy.deploy(RpcClient(devnet.rpc_url), tmp_path, faucet_amount=5, importer_tokens=0)
     print(f"\ndeployment of 20 transactions: {time.monotonic() - started:.2f} s")
     passphrase = (tmp_path / "importer.passphrase").read_text().strip().encode()
     importer_key = eth_keyfile.decode_keyfile_json(json.loads((tmp_path / "keystore/importer.json").read_text()),

@@ -22,6 +22,16 @@ def test_signature_matches_eth_account(data, value):
     assert signer.address == Account.from_key(key).address
 
 
+def test_contract_creation_matches_eth_account():
+    key = bytes.fromhex("ac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80")
+    init_code = bytes.fromhex("6080604052348015600f57600080fd5b50")
+    ours = Signer(key).sign(nonce=0, gas_price=1_000_000_000, gas=3_000_000, to=None, data=init_code, chain_id=8996)
+    theirs = Account.from_key(key).sign_transaction(dict(nonce=0, gasPrice=1_000_000_000, gas=3_000_000, value=0,
+                                                         data=init_code, chainId=8996))
+    assert ours.raw == theirs.raw_transaction
+    assert ours.hash == "0x" + theirs.hash.hex().removeprefix("0x")
+
+
 def test_keyfile_round_trip_is_private(tmp_path):
     signer = Signer.generate()
     path = tmp_path / "key.json"
