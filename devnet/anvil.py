@@ -4,8 +4,8 @@ Options chosen for seeding (measured on anvil 1.7.1):
 - ``--no-mining``: the devnet's miner (``devnet/miner.py``) mines a block whenever transactions
   wait, so a batch shares one block (automine would mine a block per transaction, and a
   block's cost grows with the state);
-- ``--prune-history``: no state snapshot per block (their cost grows with the state too; the
-  tools only read the latest state);
+- no ``--prune-history``: with it, a read at "latest" fails now and then with
+  BlockOutOfRangeError when a block is mined meanwhile;
 - ``--gas-limit``: blocks ten times mainnet's, so large batches fit in few blocks;
 - ``--order fifo``: same-fee transactions of different senders are mined in arrival order;
 - ``--no-request-size-limit``: large JSON-RPC batches are accepted (default cap 2 MB);
@@ -74,7 +74,7 @@ def build_command(anvil_path: str, port: int, chain_id: int, host: str = "127.0.
             "--host", host, "--port", str(port), "--chain-id", str(chain_id),
             "--accounts", str(accounts), "--balance", str(balance_eth),
             "--gas-limit", str(gas_limit), "--order", "fifo", "--no-request-size-limit",
-            "--no-mining", "--prune-history", "--quiet"]
+            "--no-mining", "--quiet"]
 
 
 def rpc_call(url: str, method: str, params: list, timeout: float = 5.0):

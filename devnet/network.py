@@ -68,6 +68,8 @@ BACKEND_STEPS = {
     "cic_ussd": CHAIN + CUSTODIAL + (META, USSD),
 }
 BACKENDS = tuple(BACKEND_STEPS)
+# services whose state refers to one chain: a new chain starts them afresh
+CHAIN_BOUND = ("redis", "engine", "meta", "ussd")
 
 
 def all_services() -> list:
@@ -149,11 +151,24 @@ class Devnet:
                                        self.settings.int("DEVNET_FAUCET_AMOUNT", 0),
                                        self.settings.int("DEVNET_IMPORTER_TOKENS", 0))
             log.info("deployed in %.2f s", time.monotonic() - started)
+            self._forget_old_chain()
             action = "deployed"
         written = deploy.write_config(self.state_dir, deployment, self.settings.get("ETH_PROVIDER"))
         if written and action == "kept":
             action = "config written"
         return StepResult("contracts", action, f"registry {deployment.registry}")
+
+    def _forget_old_chain(self):
+        """A fresh deployment means a fresh chain: stop the services whose state belongs to the old
+        one (the engine's redis queues and nonces, the meta documents, the USSD registrations) and
+        drop their stores, so that no pointer or registration names an account the chain lacks.
+        The later steps of ``up`` start them again. The engine's key store is kept."""
+        for step in all_services():
+            if step.name in CHAIN_BOUND and step.service(self.settings, self.state_dir).stop():
+                log.info("stopped %s: its state belonged to the previous chain", step.name)
+        for store in (meta_server.db_path(self.settings, self.state_dir), ussd_server.db_path(self.state_dir)):
+            for path in (store, store.with_name(store.name + "-wal"), store.with_name(store.name + "-shm")):
+                path.unlink(missing_ok=True)
 
     def down(self) -> list:
         """Stop every service whose pidfile is ours, last started first; remove the config.

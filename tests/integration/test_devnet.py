@@ -14,6 +14,8 @@ from eth_account import Account
 
 from cic_seed import artifacts
 from cic_seed.config import PROJECT_ROOT, load_settings
+from cic_seed.meta_client import MetaClient
+from cic_seed.pointers import phone_pointer
 from cic_seed.rpc import RpcClient
 from devnet import deploy
 from devnet.network import Devnet
@@ -188,11 +190,17 @@ def test_up_after_anvil_died_redeploys_on_the_new_chain(tmp_path, fresh_devnet_e
     net = Devnet(load_settings(), tmp_path / "state")
     try:
         assert [r.action for r in net.up()] == ["started", "started", "deployed", "started"]
+        meta = MetaClient(net.settings.get("META_URL")).open()
+        pointer = phone_pointer("+254700000001")
+        meta.put(pointer, "ab" * 20)
+        assert meta.get(pointer) == "ab" * 20
         pid = net.status()[0].pid
         os.kill(pid, 9)
         assert wait_for(lambda: not net.status()[0].running, 10)
-        assert [r.action for r in net.up()] == ["started", "running", "deployed", "running"]
+        # the meta server restarts with the new chain: documents about the old chain's accounts are gone
+        assert [r.action for r in net.up()] == ["started", "running", "deployed", "started"]
         assert net.status()[0].pid != pid
+        assert MetaClient(net.settings.get("META_URL")).open().get(pointer) is None
     finally:
         net.down()
     assert not any(s.running for s in net.status())

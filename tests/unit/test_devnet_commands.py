@@ -28,10 +28,9 @@ def test_anvil_command_is_local_fast_and_mined_by_the_devnet_miner():
     assert command[0] == "/x/anvil"
     args = " ".join(command[1:])
     for expected in ("--host 127.0.0.1", "--port 63545", "--chain-id 8996", "--no-request-size-limit",
-                     "--order fifo", f"--gas-limit {anvil.BLOCK_GAS_LIMIT}", "--quiet", "--no-mining",
-                     "--prune-history"):
+                     "--order fifo", f"--gas-limit {anvil.BLOCK_GAS_LIMIT}", "--quiet", "--no-mining"):
         assert expected in args
-    assert "--block-time" not in args
+    assert "--block-time" not in args and "--prune-history" not in args
 
 
 def test_anvil_service_takes_port_and_chain_id_from_the_settings(clean_env, tmp_path):
