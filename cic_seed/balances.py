@@ -57,6 +57,7 @@ class BalancePayer:
         self.nonces = WalletNonces(network.rpc, wallet.address)
         self.state = PaymentState()
         self.skipped = {}  # account -> why it cannot be paid
+        self._covered = (0, 0)  # (token amount, transfers) the last funds check found covered
 
     def resume(self):
         """Settle transfers a previous run sent but did not see mined."""
@@ -122,6 +123,16 @@ class BalancePayer:
         if native < gas_needed:
             raise WalletError(f"wallet {self.wallet.address} holds {native} wei of gas but {remaining_txs} transfers "
                               f"need up to {gas_needed} wei: send it at least {gas_needed - native} wei")
+        self._covered = (remaining_amount, remaining_txs)
+
+    def _ensure_funds(self, amount: int, txs: int):
+        """``check_funds`` for one batch, read from the chain only when what the last check covered
+        is used up (another script may spend from the same wallet meanwhile)."""
+        covered_amount, covered_txs = self._covered
+        if amount > covered_amount or txs > covered_txs:
+            self.check_funds(amount, txs)
+            covered_amount, covered_txs = self._covered
+        self._covered = (covered_amount - amount, covered_txs - txs)
 
     def pay(self, users: list):
         """Pay ``[(account, amount), ...]`` and wait until the transfers are mined."""
@@ -140,7 +151,7 @@ class BalancePayer:
         if not users:
             return []
         transfer = function(TOKEN, "transfer")
-        self.check_funds(sum(amount for _, amount in users), len(users))
+        self._ensure_funds(sum(amount for _, amount in users), len(users))
         with self.nonces.reserve() as next_nonce:
             txs = [self.wallet.sign(nonce=next_nonce(), gas_price=self.gas_price, gas=TX_GAS,
                                     to=self.network.token.address, data=transfer.data(account, amount),
