@@ -30,6 +30,7 @@ log = logging.getLogger(__name__)
 class Planned:
     person: object
     signer: Signer
+    fresh: bool = False  # a key made by this run: nothing on chain can name it yet
 
     @property
     def address(self):
@@ -74,11 +75,9 @@ class SovereignImporter:
         in_flight = None
         for people in chunks:
             batch = self._start(people)
-            if in_flight is not None:
-                self._complete(in_flight)
-            in_flight = batch
-        if in_flight is not None:
             self._complete(in_flight)
+            in_flight = batch
+        self._complete(in_flight)
 
     def _start(self, people) -> Batch | None:
         """Plan keys, read what the chain already has, send the wallet's transactions (no wait)."""
@@ -87,9 +86,7 @@ class SovereignImporter:
         if not users:
             return None
         self.journal.append(planned)  # the keys are on disk before any transaction names them
-        registered = self._read(users, ACCOUNTS_INDEX, "have", self.network.accounts_index)
-        unused_faucet = [t == 0 for t in self._read(users, FAUCET, "nextTime", self.network.faucet)]
-        balances = self.network.rpc.balances([u.address for u in users])
+        registered, unused_faucet, balances = self._chain_state(users)
         batch = Batch(users)
         batch.added = [u for u, have in zip(users, registered) if have is not True]
         funded = [u for u, wei, unused in zip(users, balances, unused_faucet) if unused and wei < self.gas_gift // 2]
@@ -105,6 +102,17 @@ class SovereignImporter:
         self._call_faucet(batch.to_faucet)
         self.journal.append([self._finish(user) for user in batch.users])
 
+    def _chain_state(self, users):
+        """Per user: registered?, faucet unused?, native balance. Read only for keys an earlier run
+        planned (it may have sent their transactions); a key made now is known to have nothing."""
+        known = [u for u in users if not u.fresh]
+        addresses = [u.address for u in known]
+        registered = dict(zip(addresses, self._read(known, ACCOUNTS_INDEX, "have", self.network.accounts_index)))
+        next_time = dict(zip(addresses, self._read(known, FAUCET, "nextTime", self.network.faucet)))
+        balances = dict(zip(addresses, self.network.rpc.balances(addresses)))
+        return ([registered.get(u.address, False) for u in users],
+                [next_time.get(u.address, 0) == 0 for u in users], [balances.get(u.address, 0) for u in users])
+
     def _plan(self, person, planned: list) -> Planned:
         old = address_hex(person.old_address())
         known = self.planned.get(old)
@@ -117,7 +125,7 @@ class SovereignImporter:
         self.datadir.write_new(person, signer.address, queue_meta=False)
         planned.append(("planned", old, signer.address, keyfile))
         self.planned[old] = (signer.address, keyfile)
-        return Planned(person, signer)
+        return Planned(person, signer, fresh=True)
 
     def _restore(self, person, address, keyfile_json):
         """The key a previous run planned for this user; its keyfile is rewritten if it was lost."""
@@ -134,6 +142,8 @@ class SovereignImporter:
         return self.datadir.keystore_dir / f"{address_hex(address)}.json"
 
     def _read(self, users, contract, name, to):
+        if not users:
+            return []
         fn = function(contract, name)
         return [fn.decode(a) for a in self.network.rpc.eth_calls([(to, fn.hexdata(u.address)) for u in users])]
 
@@ -169,7 +179,9 @@ class SovereignImporter:
             return
         give_to = function(FAUCET, "giveTo")
         rpc = self.network.rpc
-        nonces = [int(n, 16) for n in rpc.batch([("eth_getTransactionCount", [u.address, "pending"]) for u in users])]
+        known = [u.address for u in users if not u.fresh]  # a key made now has sent nothing yet
+        counts = dict(zip(known, rpc.batch([("eth_getTransactionCount", [a, "pending"]) for a in known])))
+        nonces = [int(counts.get(u.address, "0x0"), 16) for u in users]
         txs = [u.signer.sign(nonce=n, gas_price=self.gas_price, gas=TX_GAS, to=self.network.faucet,
                              data=give_to.data(u.address), chain_id=self.network.chain_id)
                for u, n in zip(users, nonces)]
