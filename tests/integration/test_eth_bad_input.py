@@ -111,6 +111,18 @@ def test_wallet_without_tokens_says_how_much(devnet, datadir, tmp_path):
                       env=devnet.env).returncode == 0
 
 
+def test_datadir_of_another_chain_is_refused(devnet, tmp_path):
+    """A datadir seeded on a devnet that was restarted since: its users are on a chain that is gone."""
+    path = tmp_path / "out"
+    create_users(path, 2, devnet.env, seed=23)
+    run_script("scripts/record_height.py", path, env=devnet.env, check=True)
+    height_file = path / ".block_height"
+    assert run_script("scripts/record_height.py", path, env=devnet.env, check=True).stdout.startswith("block height")
+    height_file.write_text(height_file.read_text().split("\n")[0] + "\ngenesis 0x" + "11" * 32 + "\n")
+    result = run_script("scripts/record_height.py", path, env=devnet.env)
+    assert_one_line_error(result, 2, "was seeded on another chain", "seed a new datadir")
+
+
 def test_corrupt_balances_line_is_reported(devnet, tmp_path):
     path = tmp_path / "out"
     create_users(path, 4, devnet.env, seed=22)
