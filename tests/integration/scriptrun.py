@@ -3,6 +3,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from devnet.process import wait_for
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -23,3 +25,9 @@ def start_script(script: str, *args, env: dict) -> subprocess.Popen:
 def create_users(datadir, count, env, seed=7, threshold=50):
     run_script("scripts/create_import_users.py", "--dir", datadir, "--seed", seed, "--gift-threshold", threshold,
                count, env=env, check=True)
+
+
+def wait_for_journal(path: Path, marker: str, count: int, proc=None, timeout: float = 120) -> bool:
+    """Wait until the journal ``path`` holds ``count`` occurrences of ``marker`` (or ``proc`` ended)."""
+    return wait_for(lambda: (proc is not None and proc.poll() is not None)
+                    or (path.exists() and path.read_text().count(marker) >= count), timeout, max_delay=0.05)

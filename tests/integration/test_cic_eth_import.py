@@ -1,12 +1,11 @@
 """The custodial path end to end: real redis, the devnet's celery engine, real anvil."""
 import json
-import time
 
 import pytest
 
 from devnet import engine
 
-from scriptrun import create_users, run_script, start_script
+from scriptrun import create_users, run_script, start_script, wait_for_journal
 from test_eth_import import META_CHECKS, entry_count
 
 pytestmark = pytest.mark.integration
@@ -50,9 +49,7 @@ def test_worker_stopped_mid_run_then_restarted_creates_nobody_twice(custodial, t
     worker = engine.service(custodial.settings, custodial.state_dir)
     proc = start_script("cic_eth/import_users.py", "--batch-size", 20, "--timeout", 5, datadir, env=custodial.env)
     journal = datadir / "journal" / "cic_eth_import_users.log"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (journal.exists() and journal.read_text().count("done") >= 20):
-        time.sleep(0.05)
+    wait_for_journal(journal, "done", 20, proc)
     worker.stop()
     try:
         out, err = proc.communicate(timeout=120)

@@ -1,7 +1,6 @@
 """The USSD path end to end: the devnet USSD server, the celery engine, real redis, anvil and the meta
 server; the scripts run as a user runs them."""
 import json
-import time
 
 import pytest
 
@@ -9,7 +8,7 @@ from cic_seed.datadir import Datadir
 from devnet import engine, meta_server, ussd_server
 from devnet.ussd_menu import PhoneTable
 
-from scriptrun import create_users, run_script, start_script
+from scriptrun import create_users, run_script, start_script, wait_for_journal
 from test_eth_import import entry_count
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(600)]
@@ -103,9 +102,7 @@ def test_service_going_away_mid_run_stops_dialling_and_a_rerun_finishes(net, tmp
     server = ussd_server.service(net.settings, net.state_dir)
     proc = start_script("cic_ussd/import_users.py", "--batch-size", 5, "--timeout", 10, datadir, env=net.env)
     journal = datadir / JOURNAL
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (journal.exists() and journal.read_text().count("done") >= 5):
-        time.sleep(0.02)
+    wait_for_journal(journal, "done", 5, proc)
     server.stop()
     try:
         out, err = proc.communicate(timeout=120)
@@ -127,9 +124,7 @@ def test_pointers_that_never_appear_are_named_and_a_rerun_creates_nobody_twice(n
     worker = engine.service(net.settings, net.state_dir)
     proc = start_script("cic_ussd/import_users.py", "--batch-size", 10, "--timeout", 5, datadir, env=net.env)
     journal = datadir / JOURNAL
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and not (journal.exists() and journal.read_text().count("done") >= 10):
-        time.sleep(0.05)
+    wait_for_journal(journal, "done", 10, proc)
     worker.stop()
     try:
         out, err = proc.communicate(timeout=120)

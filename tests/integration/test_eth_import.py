@@ -2,15 +2,13 @@
 import json
 import os
 import signal
-import time
 
 import pytest
 
 from cic_seed.contracts import ACCOUNTS_INDEX, function
-from cic_seed.datadir import Datadir
 from cic_seed.registry import connect_from_settings
 
-from scriptrun import create_users, run_script, start_script
+from scriptrun import create_users, run_script, start_script, wait_for_journal
 
 pytestmark = pytest.mark.integration
 
@@ -72,11 +70,7 @@ def test_kill_both_scripts_mid_run_then_rerun_registers_and_pays_once(devnet, tm
         proc = start_script(script, "--batch-size" if "users" in script else "--idle-timeout",
                             50 if "users" in script else 60, datadir, env=devnet.env)
         log = datadir / "journal" / f"{journal}.log"
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and proc.poll() is None:
-            if log.exists() and log.read_text().count(marker) >= 60:
-                break
-            time.sleep(0.01)
+        wait_for_journal(log, marker, 60, proc)
         assert proc.poll() is None, f"{script} finished before it could be killed: {proc.communicate()}"
         proc.send_signal(signal.SIGKILL)
         proc.wait()
