@@ -6,11 +6,10 @@ cic-eth engine alone creates accounts for the same number of users (the cic_eth 
 bounds what any USSD import can reach. Target (issue 6): >= 50 users/s end to end at N=1,000.
 """
 import os
-import time
 
 import pytest
 
-from measure import measure
+from measure import measure, measure_seed, print_seed
 
 pytestmark = [pytest.mark.bench, pytest.mark.integration, pytest.mark.timeout(3600)]
 
@@ -20,23 +19,10 @@ N = int(os.environ.get("BENCH_N", "1000"))
 def test_bench_cic_ussd(devnet_factory, tmp_path):
     net = devnet_factory("cic_ussd")
     env = net.env
-    datadir = tmp_path / "out"
-    started = time.monotonic()
-    steps = [
-        measure("create", N, "scripts/create_import_users.py", "--dir", datadir, "--seed", 1, "--gift-threshold",
-                100, N, env=env),
-        measure("record_height", 1, "scripts/record_height.py", datadir, env=env),
-        measure("import_users", N, "cic_ussd/import_users.py", datadir, env=env),
-        measure("import_balance", N, "cic_ussd/import_balance.py", datadir, env=env),
-        measure("import_meta", N, "cic_meta/import_meta.py", datadir, env=env),
-        measure("verify", N, "scripts/verify.py", "--retry-for", 60, datadir, env=env),
-    ]
-    end_to_end = time.monotonic() - started
+    steps, end_to_end = measure_seed("cic_ussd", N, tmp_path / "out", env, ("--retry-for", 60),
+                                     phone_pointers=False, seed=3)
     engine_dir = tmp_path / "engine"
     measure("create", N, "scripts/create_import_users.py", "--dir", engine_dir, "--seed", 2, N, env=env)
     engine_only = measure("cic_eth import", N, "cic_eth/import_users.py", engine_dir, env=env)
-    print(f"\n== cic_ussd path, N={N} ==")
-    for step in steps:
-        print(step.line())
-    print(f"{'end to end':18} {N:>7} in {end_to_end:7.2f} s = {N / end_to_end:8.0f}/s")
+    print_seed(f"cic_ussd path, N={N}", steps, N, end_to_end)
     print(f"{'engine alone':18} {engine_only.line()[19:]}  (cic_eth/import_users.py: the engine's creation rate)")

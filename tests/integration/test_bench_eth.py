@@ -15,7 +15,7 @@ from cic_seed.signer import Signer
 from cic_seed.transactions import broadcast, wait_receipts
 from devnet.deploy import deployer_key
 
-from measure import measure
+from measure import measure_seed, print_seed
 
 pytestmark = [pytest.mark.bench, pytest.mark.integration, pytest.mark.timeout(3600)]
 
@@ -41,22 +41,7 @@ def raw_transfer_rate(url: str, count: int, batch: int = 500) -> float:
 
 def test_bench_eth(devnet, tmp_path):
     env = devnet.env
-    datadir = tmp_path / "out"
-    started = time.monotonic()
-    steps = [
-        measure("create", N, "scripts/create_import_users.py", "--dir", datadir, "--seed", 1, "--gift-threshold",
-                100, N, env=env),
-        measure("record_height", 1, "scripts/record_height.py", datadir, env=env),
-        measure("import_users", N, "eth/import_users.py", datadir, env=env),
-        measure("import_balance", N, "eth/import_balance.py", datadir, env=env),
-        measure("import_meta", N, "cic_meta/import_meta.py", datadir, env=env),
-        measure("import_meta_phone", N, "cic_meta/import_meta_phone.py", datadir, env=env),
-        measure("verify", N, "scripts/verify.py", "--exclude", "local_key", datadir, env=env),
-    ]
-    end_to_end = time.monotonic() - started
-    print(f"\n== eth path, N={N} ==")
-    for step in steps:
-        print(step.line())
+    steps, end_to_end = measure_seed("eth", N, tmp_path / "out", env, ("--exclude", "local_key"))
+    print_seed(f"eth path, N={N}", steps, N, end_to_end)
     raw = raw_transfer_rate(devnet.rpc_url, 5000)
-    print(f"{'end to end':18} {N:>7} in {end_to_end:7.2f} s = {N / end_to_end:8.0f}/s")
     print(f"{'raw anvil limit':18} {5000:>7} pre-signed transfers in batches: {raw:.0f} tx/s")
