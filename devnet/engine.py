@@ -87,11 +87,11 @@ def setup_roles(settings, state_dir: Path, deployment=None) -> RoleSetup:
     """
     from cic_seed.rpc import RpcClient
     from cic_seed.signer import Signer
-    from cic_seed.transactions import TX_GAS, gas_price, succeeded, wait_receipts
+    from cic_seed.transactions import TX_GAS, broadcast, gas_price, succeeded, wait_receipts
 
     from .deploy import Deployment, deployer_key
     from .engine_chain import (ACCOUNT_REGISTRY_WRITER, ADD_WRITER, GAS_GIFTER, IS_WRITER, ROLES, TRANSFER_GAS,
-                               address_arg, send_raw)
+                               address_arg)
     from .engine_keys import keystore_from_settings
 
     deployment = deployment or Deployment.load(Path(state_dir) / "deployment.json")
@@ -128,7 +128,7 @@ def setup_roles(settings, state_dir: Path, deployment=None) -> RoleSetup:
         done.append("authorised the writer")
         txs.append(deployer.sign(nonce=nonce + len(txs), gas_price=price, gas=TX_GAS, to=deployment.accounts_index,
                                  data=ADD_WRITER + address_arg(writer), chain_id=chain_id))
-    for tx, error in zip(txs, send_raw(rpc, txs)):
+    for tx, error in zip(txs, broadcast(rpc, txs)):
         if error is not None:
             raise ChainError(f"setting up the engine roles: the node refused {tx.hash}: {error.message}")
     receipts = wait_receipts(rpc, [tx.hash for tx in txs], timeout=60)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from cic_seed.chainspec import ChainSpec
 from cic_seed.errors import ChainError, ConfigError
 from cic_seed.rpc import RpcClient, RpcError
-from cic_seed.transactions import TX_GAS, gas_price
+from cic_seed.transactions import TX_GAS, broadcast, gas_price
 
 log = logging.getLogger(__name__)
 
@@ -115,17 +115,9 @@ class NonceAllocator:
             missing = [pending]
         fillers = [signer.sign(nonce=n, gas_price=price, gas=TRANSFER_GAS, to=signer.address, value=0,
                                chain_id=self.chain_id) for n in missing]
-        answers = send_raw(self.rpc, fillers)
+        answers = broadcast(self.rpc, fillers)
         log.warning("filled nonce gap(s) %s of %s", missing, signer.address)
         return [tx.nonce for tx, error in zip(fillers, answers) if error is None]
-
-
-def send_raw(rpc: RpcClient, txs: list) -> list:
-    """Send signed transactions in one batch; returns None per success, else the RpcError."""
-    if not txs:
-        return []
-    answers = rpc.batch([("eth_sendRawTransaction", ["0x" + tx.raw.hex()]) for tx in txs])
-    return [a if isinstance(a, RpcError) else None for a in answers]
 
 
 @dataclass

@@ -22,9 +22,9 @@ from cic_seed.chainspec import ChainSpec
 from cic_seed.config import devnet_state_dir, load_settings
 from cic_seed.errors import SeedError
 from cic_seed.signer import Signer
-from cic_seed.transactions import wait_receipts
+from cic_seed.transactions import broadcast, wait_receipts
 
-from .engine_chain import ROLES, NonceAllocator, connect_engine_chain, hex0x, network_id_of, send_raw
+from .engine_chain import ROLES, NonceAllocator, connect_engine_chain, network_id_of
 from .engine_keys import keystore_from_settings, normalize_address
 from .engine_tracker import Tracker, queue_registration
 
@@ -208,7 +208,7 @@ def _refill(engine, recipient, extra, wait):
 
 def _send(engine, txs):
     """Send or raise; a refused role nonce leaves a gap, which the tracker fills when it stalls."""
-    for tx, error in zip(txs, send_raw(engine.chain.rpc, txs)):
+    for tx, error in zip(txs, broadcast(engine.chain.rpc, txs)):
         if error is not None:
             raise RuntimeError(f"the node refused tx {tx.hash}: {error.message}")
 

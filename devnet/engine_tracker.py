@@ -24,8 +24,7 @@ import uuid
 from cic_seed.errors import SeedError
 from cic_seed.rpc import RpcError
 from cic_seed.signer import Signer
-
-from .engine_chain import send_raw
+from cic_seed.transactions import broadcast
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +93,7 @@ class Tracker:
         if self.stop.is_set():
             return
         self._lease_at = time.monotonic()
-        self.block = int(self.chain.rpc.call("eth_blockNumber", []), 16)
+        self.block = self.chain.rpc.block_number()
         for account, state in self.redis.hgetall(self.keys["pending"]).items():
             self.items[_text(account)] = _item(json.loads(state), probe=True)
         if self.items:
@@ -181,7 +180,7 @@ class Tracker:
                     self._finish(account, "no key held for it: cannot send its giveTo", changed)
         count = 0
         now = time.monotonic()
-        errors = send_raw(self.chain.rpc, [tx for _, _, tx in outgoing])
+        errors = broadcast(self.chain.rpc, [tx for _, _, tx in outgoing])
         for (role, account, tx), error in zip(outgoing, errors):
             item = self.items[account]
             changed.add(account)
@@ -198,7 +197,7 @@ class Tracker:
         return count
 
     def _receipts(self, changed) -> int:
-        head = int(self.chain.rpc.call("eth_blockNumber", []), 16)
+        head = self.chain.rpc.block_number()
         mined = {}
         if head > self.block:
             numbers = list(range(self.block + 1, head + 1))
