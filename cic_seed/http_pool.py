@@ -4,7 +4,14 @@
 are CPU-bound; a connection is not thread-safe, so each thread keeps its own.
 """
 import http.client
+import logging
 import threading
+import time
+from urllib.parse import urlsplit
+
+from .errors import ServiceUnavailable, UsageError
+
+logger = logging.getLogger(__name__)
 
 
 class ThreadConnections:
@@ -43,12 +50,60 @@ class ThreadConnections:
 
 
 class PooledClient:
-    """Lifecycle shared by the HTTP clients: ``open()`` sets ``self._pool``; close, context manager."""
+    """What the HTTP clients share: ``_connect`` checks the URL and makes the pool, ``_send`` makes one
+    request with retries; close, context manager. A subclass sets ``url``, ``timeout``, ``retries``,
+    ``backoff`` and says which statuses it retries, where the backoff stops growing and what an
+    unreachable server is called."""
 
     _pool = None
+    _path = ""
+    MAX_BACKOFF = 5.0  # seconds
 
     def open(self):
         raise NotImplementedError
+
+    def _retry_status(self, status: int) -> bool:
+        return status >= 500
+
+    def _unreachable(self, error) -> ServiceUnavailable:
+        raise NotImplementedError
+
+    def _connect(self, setting: str, flag: str):
+        """Check ``self.url`` (an http(s) URL, else UsageError naming ``setting`` and ``flag``), make the
+        connection pool (connections open on first use); returns the URL's parts."""
+        parts = urlsplit(self.url)
+        try:
+            port, bad_port = parts.port, ""
+        except ValueError:
+            port, bad_port = None, " (bad port)"
+        if parts.scheme not in ("http", "https") or not parts.hostname or bad_port:
+            raise UsageError(f"{setting} {self.url!r} is not an http(s) URL{bad_port}: set {setting} or {flag}")
+        self._pool = ThreadConnections(parts.scheme, parts.hostname, port, self.timeout)
+        return parts
+
+    def _send(self, method, path, body, headers):
+        """One request with retries (connection errors, and the statuses ``_retry_status`` names, with
+        exponential backoff); returns (status, reason, body bytes)."""
+        for attempt in range(self.retries + 1):
+            if attempt:
+                time.sleep(min(self.backoff * 2 ** (attempt - 1), self.MAX_BACKOFF))
+            try:
+                connection = self._pool.get()
+                connection.request(method, path, body=body, headers=headers or {})
+                response = connection.getresponse()
+                data = response.read()
+            except (OSError, http.client.HTTPException) as e:
+                self._pool.drop()
+                logger.debug("%s %s: %s (attempt %d)", method, path, e, attempt + 1)
+                if attempt == self.retries:
+                    raise self._unreachable(e) from None
+                continue
+            if response.will_close:
+                self._pool.drop()
+            if not self._retry_status(response.status) or attempt == self.retries:
+                return response.status, response.reason, data
+            logger.debug("%s %s: HTTP %d, retrying", method, path, response.status)
+        raise AssertionError("unreachable")
 
     def close(self):
         """Close every worker thread's connection."""
@@ -60,4 +115,3 @@ class PooledClient:
 
     def __exit__(self, *exc):
         self.close()
-

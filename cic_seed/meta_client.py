@@ -11,17 +11,11 @@ exponential backoff (every step is idempotent: the POST stores nothing and the P
 A 4xx is a ``MetaRequestError`` naming the pointer; a server that stays unreachable is
 ``ServiceUnavailable`` naming the URL. Proxies are not used.
 """
-import http.client
 import json
-import logging
-import time
 from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
-from urllib.parse import urlsplit
 
-from .errors import SeedError, ServiceUnavailable, UsageError
-from .http_pool import PooledClient, ThreadConnections
-
-logger = logging.getLogger(__name__)
+from .errors import SeedError, ServiceUnavailable
+from .http_pool import PooledClient
 
 SERVER_MERGE = {"X-CIC-AUTOMERGE": "server", "Content-Type": "application/json"}
 PROBE_POINTER = "0" * 64
@@ -59,46 +53,18 @@ class MetaClient(PooledClient):
         self.retries = retries
         self.backoff = backoff
         self.signer = signer
-        self._pool = None
-        self._path = ""
 
     def open(self):
         """Check the URL and get ready (connections are made on first use)."""
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise UsageError(f"META_URL {self.url!r} is not an http(s) URL: set META_URL or --meta-provider")
-        try:
-            port = parts.port
-        except ValueError:
-            raise UsageError(f"META_URL {self.url!r} has a bad port: set META_URL or --meta-provider") from None
-        self._pool = ThreadConnections(parts.scheme, parts.hostname, port, self.timeout)
-        self._path = parts.path.rstrip("/")
+        self._path = self._connect("META_URL", "--meta-provider").path.rstrip("/")
         return self
 
-    def _send(self, method, path, body, headers):
-        """One request with retries; returns (status, reason, body bytes)."""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(min(self.backoff * 2 ** (attempt - 1), 5.0))
-            try:
-                connection = self._pool.get()
-                connection.request(method, path, body=body, headers=headers or {})
-                response = connection.getresponse()
-                data = response.read()
-            except (OSError, http.client.HTTPException) as e:
-                self._pool.drop()
-                logger.debug("%s %s: %s (attempt %d)", method, path, e, attempt + 1)
-                if attempt == self.retries:
-                    raise ServiceUnavailable(
-                        f"cic-meta at {self.url} is not reachable ({type(e).__name__}): start it "
-                        "(make devnet-up) or point META_URL / --meta-provider at a running server") from None
-                continue
-            if response.will_close:
-                self._pool.drop()
-            if response.status not in RETRY_STATUS or attempt == self.retries:
-                return response.status, response.reason, data
-            logger.debug("%s %s: HTTP %d, retrying", method, path, response.status)
-        raise AssertionError("unreachable")
+    def _retry_status(self, status):
+        return status in RETRY_STATUS
+
+    def _unreachable(self, error):
+        return ServiceUnavailable(f"cic-meta at {self.url} is not reachable ({type(error).__name__}): start it "
+                                  "(make devnet-up) or point META_URL / --meta-provider at a running server")
 
     def _request(self, method, pointer, what, body=None, headers=None):
         status, reason, data = self._send(method, f"{self._path}/{pointer}", body, headers)

@@ -15,15 +15,13 @@ Network!" in English, is NOT taken for a registration, although the 2022 verify.
 Each worker thread keeps one persistent ``http.client`` connection; connection errors and 5xx
 answers are retried with backoff (as the 2022 seeder retries 5xx), a 4xx is a ``UssdRequestError``.
 """
-import http.client
 import json
-import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from urllib.parse import urlencode, urlsplit
+from urllib.parse import urlencode
 
 from .errors import SeedError, ServiceUnavailable, UsageError
-from .http_pool import PooledClient, ThreadConnections
+from .http_pool import PooledClient
 
 PIN_PROMPTS = ("CON Please enter a new four number PIN for your account.",
                "CON Tafadhali weka pin mpya yenye nambari nne kwa akaunti yako")
@@ -62,6 +60,8 @@ def classify(body: str) -> str:
 class UssdClient(PooledClient):
     """Dials one cic-ussd service. Use as a context manager (or ``open()``/``close()``)."""
 
+    MAX_BACKOFF = 3.0  # seconds
+
     def __init__(self, url: str, service_code: str, user: str = "", password: str = "", json_body: bool = False,
                  timeout: float = 15.0, retries: int = 5, backoff: float = 0.2):
         self.url = (url or "").rstrip("/")
@@ -72,24 +72,18 @@ class UssdClient(PooledClient):
         self.timeout = timeout
         self.retries = retries
         self.backoff = backoff
-        self._pool = None
-        self._path = ""
 
     def open(self) -> "UssdClient":
         """Check the URL (connections are made on first use)."""
-        parts = urlsplit(self.url)
-        try:
-            port = parts.port
-        except ValueError:
-            port = -1
-        if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
-            raise UsageError(f"USSD_PROVIDER {self.url!r} is not an http(s) URL: set USSD_PROVIDER or --ussd-provider")
+        parts = self._connect("USSD_PROVIDER", "--ussd-provider")
         if not self.service_code:
             raise UsageError("USSD_SERVICE_CODE is empty: set the service code the cic-ussd server answers")
         query = urlencode({"username": self.user, "password": self.password})
-        self._pool = ThreadConnections(parts.scheme, parts.hostname, port, self.timeout)
         self._path = f"{parts.path or ''}/?{query}"
         return self
+
+    def _unreachable(self, error):
+        return ServiceUnavailable(f"cannot reach the USSD service at {self.url} ({type(error).__name__}): {HINT}")
 
     def check(self):
         """Raise ServiceUnavailable unless the service accepts connections."""
@@ -111,26 +105,7 @@ class UssdClient(PooledClient):
     def dial(self, phone: str, session_id: str, text: str = "") -> str:
         """Send one dial and return the answer text; retries connection errors and 5xx."""
         content_type, body = self.body(phone, session_id, text)
-        headers = {"Content-Type": content_type}
-        status, reason, data = None, "", b""
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(min(self.backoff * 2 ** (attempt - 1), 3.0))
-            try:
-                connection = self._pool.get()
-                connection.request("POST", self._path, body=body, headers=headers)
-                response = connection.getresponse()
-                status, reason, data = response.status, response.reason, response.read()
-            except (OSError, http.client.HTTPException) as e:
-                self._pool.drop()
-                if attempt == self.retries:
-                    raise ServiceUnavailable(f"cannot reach the USSD service at {self.url} ({type(e).__name__}): "
-                                             f"{HINT}") from None
-                continue
-            if response.will_close:
-                self._pool.drop()
-            if status < 500:
-                break
+        status, reason, data = self._send("POST", self._path, body, {"Content-Type": content_type})
         text_body = data.decode("utf-8", "replace")
         if status >= 400:
             raise UssdRequestError(f"the USSD service answered HTTP {status} {reason}"
