@@ -170,11 +170,11 @@ class PersonUploader(_Queue):
         self.merge_tags = self.datadir.journal("cic_ussd_import_users").path.exists()
         return super().resume()
 
-    def _custom(self, address, tags) -> dict:
+    def _custom(self, tags, held) -> dict:
+        """The custom document to write; with ``merge_tags`` the tags cic-meta holds (``held``) come first."""
         if not self.merge_tags:
             return {"tags": list(tags)}
-        existing = self.client.get(custom_pointer(address), what="custom tags") or {}
-        held = existing.get("tags") if isinstance(existing, dict) else None
+        held = held.get("tags") if isinstance(held, dict) else None
         return {"tags": list(dict.fromkeys([*(held if isinstance(held, list) else []), *tags]))}
 
     def job(self, link):
@@ -190,12 +190,13 @@ class PersonUploader(_Queue):
             raise DatadirError(f"corrupt person record {link}: {e}") from None
         tags = self.tags.get(old_address) or ()
         fingerprint = hashlib.sha256(raw + b"\n" + ",".join(tags).encode()).hexdigest()[:24]
-        custom = self._custom(address, tags) if tags else {"tags": []}
-        if self.resync:
-            person_ok = self.client.get(person_pointer(address), what="person") == record
-            if person_ok and (not tags or self.client.get(custom_pointer(address), what="custom tags") == custom):
-                return address, fingerprint, "unchanged"
-        elif self.done.get(address) == fingerprint:
+        if not self.resync and self.done.get(address) == fingerprint:
+            return address, fingerprint, "unchanged"
+        read_custom = tags and (self.resync or self.merge_tags)
+        held = self.client.get(custom_pointer(address), what="custom tags") if read_custom else None
+        custom = self._custom(tags, held)
+        if self.resync and (not tags or held == custom) and \
+                self.client.get(person_pointer(address), what="person") == record:
             return address, fingerprint, "unchanged"
         self.client.put(person_pointer(address), record, what="person")
         if tags:
