@@ -15,7 +15,7 @@ from pathlib import Path
 from cic_seed.chainspec import ChainSpec
 from cic_seed.errors import ChainError
 
-from .process import Service
+from .process import Service, service_env
 
 log = logging.getLogger(__name__)
 
@@ -36,12 +36,7 @@ def build_command(python: str = sys.executable, concurrency: int = CONCURRENCY) 
 
 def worker_env(settings, state_dir: Path) -> dict:
     """Environment of the worker: the state dir and the settings it must share with the orchestrator."""
-    env = {"DEVNET_STATE_DIR": str(Path(state_dir).resolve())}
-    for key in WORKER_KEYS:
-        value = settings.get(key)
-        if value is not None:
-            env[key] = str(value)
-    return env
+    return service_env(settings, state_dir, WORKER_KEYS)
 
 
 def worker_answers(broker_url: str, queue: str, timeout: float = 0.5) -> bool:

@@ -26,8 +26,8 @@ from collections import OrderedDict
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from urllib.parse import urlsplit
 
+from . import process
 from .meta_automerge import PayloadError, compact, envelope, load_payload
 from .meta_store import Store
 from .process import LoopbackHTTPServer, Service, serve
@@ -288,9 +288,7 @@ class MetaServer(LoopbackHTTPServer):
 
 def listen_address(settings):
     """(host, port) from META_URL: localhost binds 127.0.0.1, the port defaults to 63380."""
-    url = urlsplit(settings.get("META_URL", f"http://localhost:{DEFAULT_PORT}"))
-    host = url.hostname or "127.0.0.1"
-    return ("127.0.0.1" if host == "localhost" else host), (url.port or DEFAULT_PORT)
+    return process.listen_address(settings, "META_URL", DEFAULT_PORT)
 
 
 def db_path(settings, state_dir) -> Path:

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from cic_seed.errors import UsageError
 
@@ -260,6 +261,22 @@ class Service:
             os.killpg(pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
             pass
+
+
+def listen_address(settings, key: str, default_port: int):
+    """(host, port) an HTTP service binds for the URL in setting ``key``: localhost binds 127.0.0.1,
+    the port defaults to ``default_port``."""
+    url = urlsplit(settings.get(key, f"http://localhost:{default_port}"))
+    host = url.hostname or "127.0.0.1"
+    return ("127.0.0.1" if host == "localhost" else host), (url.port or default_port)
+
+
+def service_env(settings, state_dir, keys) -> dict:
+    """A service's environment: the state dir and the settings ``keys`` it must see as the devnet
+    does (they may come from -c DIR or flags)."""
+    env = {"DEVNET_STATE_DIR": str(Path(state_dir).resolve())}
+    env.update({key: str(settings.get(key)) for key in keys if settings.get(key) is not None})
+    return env
 
 
 class LoopbackHTTPServer(ThreadingHTTPServer):

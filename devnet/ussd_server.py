@@ -31,6 +31,7 @@ from urllib.parse import urlsplit
 from cic_seed.chainspec import ChainSpec
 from cic_seed.errors import SeedError
 
+from . import process
 from .process import LoopbackHTTPServer, Service, serve
 from .ussd_menu import MAX_BODY, Menu, PhoneTable, Rejected, parse_dial
 
@@ -246,9 +247,7 @@ class Creator:
 
 def listen_address(settings):
     """(host, port) from USSD_PROVIDER: localhost binds 127.0.0.1, the port defaults to 63315."""
-    url = urlsplit(settings.get("USSD_PROVIDER", f"http://localhost:{DEFAULT_PORT}"))
-    host = url.hostname or "127.0.0.1"
-    return ("127.0.0.1" if host == "localhost" else host), (url.port or DEFAULT_PORT)
+    return process.listen_address(settings, "USSD_PROVIDER", DEFAULT_PORT)
 
 
 def db_path(state_dir) -> Path:
@@ -264,9 +263,7 @@ def build_command(settings, state_dir, python: str = sys.executable) -> list:
 
 def server_env(settings, state_dir) -> dict:
     """The state dir and the settings the server must share with the scripts (they may come from -c DIR)."""
-    env = {"DEVNET_STATE_DIR": str(Path(state_dir).resolve())}
-    env.update({key: str(settings.get(key)) for key in SERVER_KEYS if settings.get(key) is not None})
-    return env
+    return process.service_env(settings, state_dir, SERVER_KEYS)
 
 
 def service(settings, state_dir):
