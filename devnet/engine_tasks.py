@@ -33,10 +33,6 @@ log = logging.getLogger(__name__)
 DEFAULT_CONCURRENCY = 4  # threads: the tasks never block long; more threads only fight for the GIL
 
 
-class LockedError(Exception):
-    """cic-eth's error for a locked action (never raised here: the devnet sets no locks)."""
-
-
 class RoleMissingError(Exception):
     """A role tag (e.g. ACCOUNT_REGISTRY_WRITER) has no account."""
 

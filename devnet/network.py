@@ -43,9 +43,6 @@ def _contracts(devnet) -> StepResult:
 
 ANVIL = Step("anvil", service=anvil.service)
 CONTRACTS = Step("contracts", run=_contracts)
-# Later services are one entry each, e.g. REDIS = Step("redis", service=redis_server.service),
-# ENGINE = Step("engine", service=worker.service), META = Step("meta", service=meta_server.service),
-# USSD = Step("ussd", service=ussd_server.service).
 MINER = Step("miner", service=miner.service)
 CHAIN = (ANVIL, MINER, CONTRACTS)
 
