@@ -30,7 +30,6 @@ log = logging.getLogger(__name__)
 
 BATCH = 500
 STALL_SECONDS = 10.0
-NUDGE_SECONDS = 1.0
 IDLE_MAX = 0.25  # longest sleep of an idle tracker (its first reaction to new work)
 PERIOD = 0.2  # a busy tracker steps at most this often: fewer, fuller blocks (anvil mines a block per step)
 MAX_IN_FLIGHT = 1500  # sent but unmined transactions: more only make the node's pool slow
@@ -83,7 +82,6 @@ class Tracker:
         self.block = None
         self.stalled = set()
         self._lease_at = 0.0
-        self._nudged_at = 0.0
 
     def run(self):
         """Hold the lease, recover unfinished accounts, then step until stopped."""
@@ -224,22 +222,10 @@ class Tracker:
                 self._finish(account, None, changed)
             else:
                 item.update(stage=NEXT_STAGE[item["stage"]], tx=None)
-        if now - self._nudged_at > NUDGE_SECONDS and any(
-                item["tx"] and now - item["t"] > NUDGE_SECONDS for item in self.items.values()):
-            self._nudge(now)
         slow = [a for a, item in self.items.items() if item["tx"] and now - item["t"] > STALL_SECONDS]
         if slow:
             self._check_slow(slow[:BATCH], now, changed)
         return count
-
-    def _nudge(self, now):
-        """After NUDGE_SECONDS without a receipt, ask for a block: the devnet's anvil mines only when
-        its miner asks, and an anvil started elsewhere may automine with foundry #10122 (ready
-        transactions left in the pool). A real node refuses: harmless."""
-        self._nudged_at = now
-        answer = self.chain.rpc.batch([("evm_mine", [])])[0]
-        if isinstance(answer, RpcError):
-            log.debug("evm_mine refused: %s", answer.message)
 
     def _check_slow(self, slow, now, changed):
         """Transactions unmined for a while: wait if the node has them, resend (after a probe) if it lost them."""

@@ -31,6 +31,7 @@ NAME = "miner"
 MIN_DELAY = 0.002
 MAX_DELAY = 0.05  # an idle devnet answers its first transaction within this
 QUEUED_CHECK_SECONDS = 1.0  # txpool_content is heavy under load: read it at most this often
+UNMINABLE_RETRY_SECONDS = 1.0  # a pool a block took nothing from is tried again after this
 
 log = logging.getLogger("devnet.miner")
 
@@ -69,7 +70,7 @@ class Miner:
         """The same pool a block took nothing from (a transaction the node will not include):
         do not fill the chain with empty blocks; try again when it changes, or after a while."""
         count, when = self._unminable
-        return pending == count and now - when < QUEUED_CHECK_SECONDS
+        return pending == count and now - when < UNMINABLE_RETRY_SECONDS
 
     def readmit_stuck(self) -> list:
         """Readmit the senders stuck on two checks in a row; returns them."""
@@ -79,7 +80,7 @@ class Miner:
         nonces = self.rpc.batch([("eth_getTransactionCount", [s, "latest"]) for s in senders])
         stuck = {(s, queued[s]) for s, n in zip(senders, nonces) if isinstance(n, str) and int(n, 16) == queued[s]}
         confirmed = sorted(s for s, _ in stuck & self.suspects)
-        self.suspects = stuck - {(s, n) for s, n in stuck if s in confirmed}
+        self.suspects = {(s, n) for s, n in stuck if s not in confirmed}
         for sender in confirmed:
             self._readmit(sender, pool)
         return confirmed
