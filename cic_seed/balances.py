@@ -15,7 +15,7 @@ from .contracts import TOKEN, function
 from .errors import ChainError, IncompleteRun, WalletError
 from .rpc import RpcError
 from .syncer import registrations
-from .transactions import TX_GAS, WalletNonces, broadcast, succeeded, wait_receipts
+from .transactions import TX_GAS, WalletNonces, broadcast, send_all, succeeded, wait_receipts
 
 log = logging.getLogger(__name__)
 
@@ -161,9 +161,7 @@ class BalancePayer:
             self.journal.append([("sent", account, tx.hash, tx.raw.hex()) for (account, _), tx in zip(users, txs)])
             for (account, _), tx in zip(users, txs):
                 self.state.sent[account] = tx.hash
-            for tx, error in zip(txs, broadcast(self.network.rpc, txs)):
-                if error is not None:
-                    raise ChainError(f"the node refused transfer {tx.hash}: {error.message}")
+            send_all(self.network.rpc, txs, "transfer")
         return [(account, tx.hash) for (account, _), tx in zip(users, txs)]
 
     def settle(self, sent: list):
