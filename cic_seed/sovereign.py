@@ -138,7 +138,6 @@ class SovereignImporter:
         return load_keyfile(path, self.password)
 
     def _keyfile_path(self, address):
-        self.datadir.keystore_dir.mkdir(parents=True, exist_ok=True)
         return self.datadir.keystore_dir / f"{address_hex(address)}.json"
 
     def _read(self, users, contract, name, to):
