@@ -5,10 +5,10 @@ a datadir belongs to one chain, and its journals say its users are imported. See
 on another chain (a devnet restarted since, another cluster) would skip them all and fail
 verify, so that is refused with a clear error.
 """
-import os
 from pathlib import Path
 
 from .errors import DatadirError
+from .files import atomic_write
 
 HEIGHT_FILE = ".block_height"
 
@@ -51,7 +51,5 @@ def record_height(datadir, rpc, force=False):
     if existing is not None and not force:
         return existing, False
     height = rpc.block_number()
-    tmp = Path(datadir) / f".{HEIGHT_FILE}.tmp"
-    tmp.write_text(f"{height}\ngenesis {chain}\n")
-    os.replace(tmp, Path(datadir) / HEIGHT_FILE)
+    atomic_write(Path(datadir) / HEIGHT_FILE, f"{height}\ngenesis {chain}\n", durable=False)
     return height, True
