@@ -79,8 +79,7 @@ class CicEthApi:
         try:
             return signature.apply_async(queue=self.queue, **options)
         except kombu.exceptions.OperationalError as e:
-            raise ServiceUnavailable(f"cannot reach the celery broker at {_broker(self.app)} ({e}): "
-                                     f"{BROKER_HINT}") from None
+            raise _broker_unreachable(self.app, e) from None
 
     def check(self):
         """Raise ServiceUnavailable unless the broker answers."""
@@ -88,8 +87,7 @@ class CicEthApi:
             with self.app.connection_for_write() as connection:
                 connection.ensure_connection(max_retries=1, interval_start=0, timeout=3)
         except (kombu.exceptions.OperationalError, OSError) as e:
-            raise ServiceUnavailable(f"cannot reach the celery broker at {_broker(self.app)} ({e}): "
-                                     f"{BROKER_HINT}") from None
+            raise _broker_unreachable(self.app, e) from None
 
     def create_account_signature(self, chain_spec, callback_param, register=True, password="", root_id=None,
                                  create_id=None):
@@ -125,8 +123,7 @@ class CicEthApi:
         try:
             return result.result if result.state == "SUCCESS" else None
         except (kombu.exceptions.OperationalError, OSError) as e:
-            raise ServiceUnavailable(f"cannot read results from {_backend(self.app)} ({e}): "
-                                     "check CELERY_RESULT_URL/--result-url") from None
+            raise _results_unreadable(self.app, e) from None
 
     def have_accounts(self, addresses, chain_spec, timeout: float = 30) -> list:
         """AdminApi.have_account for many addresses, all sent before the first answer is awaited:
@@ -141,8 +138,7 @@ class CicEthApi:
             raise ServiceUnavailable(f"no answer from cic-eth on queue {self.queue!r} within {timeout:g} s: "
                                      "is its worker running (make devnet-up BACKEND=cic_eth)?") from None
         except (kombu.exceptions.OperationalError, OSError) as e:
-            raise ServiceUnavailable(f"cannot read results from {_backend(self.app)} ({e}): "
-                                     "check CELERY_RESULT_URL/--result-url") from None
+            raise _results_unreadable(self.app, e) from None
         return answers
 
     def have_account(self, address, chain_spec, timeout: float = 30):
@@ -157,9 +153,10 @@ def api_from_settings(settings) -> CicEthApi:
     return CicEthApi(app, queue=settings.get("CELERY_QUEUE", "cic-eth"))
 
 
-def _broker(app):
-    return app.conf.broker_write_url
+def _broker_unreachable(app, error) -> ServiceUnavailable:
+    return ServiceUnavailable(f"cannot reach the celery broker at {app.conf.broker_write_url} ({error}): {BROKER_HINT}")
 
 
-def _backend(app):
-    return app.conf.result_backend
+def _results_unreadable(app, error) -> ServiceUnavailable:
+    return ServiceUnavailable(f"cannot read results from {app.conf.result_backend} ({error}): "
+                              "check CELERY_RESULT_URL/--result-url")
